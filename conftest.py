@@ -1,0 +1,157 @@
+"""Shared fixtures. Tests hit the real database picked by DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from customers.models import Customer
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness costs a second per test user; tests don't need it.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("staff", "staff@example.com", "pw-staff-123")
+
+
+@pytest.fixture
+def client_logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def api_client(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def token_client(user):
+    token, _ = Token.objects.get_or_create(user=user)
+    client = APIClient(enforce_csrf_checks=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def make_customer(db):
+    counter = iter(range(1, 10**9))
+
+    def make(**fields) -> Customer:
+        n = next(counter)
+        values = {
+            "customer_id": f"CUST{n:06d}",
+            "first_name": "Ada",
+            "last_name": f"Lovelace{n}",
+            "company": "Analytical Engines",
+            "city": "London",
+            "country": "United Kingdom",
+            "email": f"ada{n}@example.com",
+        }
+        values.update(fields)
+        return Customer.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def import_dir(tmp_path, settings):
+    """A fresh IMPORT_DIR (and MEDIA_ROOT) for each test."""
+    folder = tmp_path / "imports"
+    folder.mkdir()
+    settings.IMPORT_DIR = folder
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return folder
+
+
+@pytest.fixture
+def subprocess_env(transactional_db, import_dir, settings):
+    """Environment for a `manage.py` subprocess that uses this test's database."""
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        env["DATABASE_URL"] = f"postgres://{auth}@{host}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env["IMPORT_DIR"] = str(import_dir)
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- Browser tests ----------------------------------------------------------------
+# Playwright drives Debian's Chromium (never a downloaded browser) against live_server.
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
+    # make between page actions are still plain synchronous code.
+    from playwright.sync_api import sync_playwright
+
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server, user):
+    """A logged-in page (through the real login form) that fails the test on console errors."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    errors: list[str] = []
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto("/accounts/login/")
+    pg.get_by_label("Username").fill("staff")
+    pg.get_by_label("Password").fill("pw-staff-123")
+    pg.get_by_role("button", name="Log in").click()
+    pg.wait_for_url(lambda url: "/accounts/login/" not in url)
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript console errors: {errors}"
+
+
+@pytest.fixture
+def import_worker(subprocess_env):
+    """A real `run_import --worker` process on this test's database, stopped at teardown."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", "--worker", "--poll", "0.2"],
+        cwd=BASE_DIR,
+        env=subprocess_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

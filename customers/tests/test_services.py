@@ -1,0 +1,46 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from customers import services
+from customers.models import Customer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_stamps_manual_edit(user):
+    customer = services.customer_create(
+        data={"customer_id": " NEW1 ", "email": "new@example.com", "first_name": "Ann"},
+        by_user=user,
+    )
+    customer.refresh_from_db()
+    assert customer.customer_id == "NEW1"
+    assert customer.manually_edited_at is not None
+
+
+def test_update_stamps_manual_edit(make_customer, user):
+    customer = make_customer()
+    assert customer.manually_edited_at is None
+    services.customer_update(customer, data={"city": "Paris"}, by_user=user)
+    customer.refresh_from_db()
+    assert customer.city == "Paris"
+    assert customer.manually_edited_at is not None
+
+
+def test_update_validates(make_customer, user):
+    customer = make_customer()
+    with pytest.raises(ValidationError) as err:
+        services.customer_update(customer, data={"email": "not-an-email"}, by_user=user)
+    assert "email" in err.value.message_dict
+    customer.refresh_from_db()
+    assert customer.manually_edited_at is None
+
+
+def test_update_refuses_unknown_fields(make_customer, user):
+    with pytest.raises(ValueError):
+        services.customer_update(make_customer(), data={"created_at": None}, by_user=user)
+
+
+def test_delete(make_customer, user):
+    customer = make_customer()
+    services.customer_delete(customer, by_user=user)
+    assert not Customer.objects.filter(customer_id=customer.customer_id).exists()

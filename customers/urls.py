@@ -1,0 +1,15 @@
+from django.urls import path
+from django.views.generic import RedirectView
+
+from . import views
+
+app_name = "customers"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="customers:list"), name="home"),
+    path("customers/", views.customer_list, name="list"),
+    path("customers/new/", views.customer_create, name="create"),
+    path("customers/<int:pk>/", views.customer_detail, name="detail"),
+    path("customers/<int:pk>/edit/", views.customer_update, name="update"),
+    path("customers/<int:pk>/delete/", views.customer_delete, name="delete"),
+]

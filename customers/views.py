@@ -1,0 +1,109 @@
+"""Customer pages: server-rendered, with htmx for search and infinite scroll.
+
+The list pages by keyset (`?after=<last id>`, newest first) and never counts rows, so it
+stays fast at millions of customers. Writes go through `customers.services`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
+
+from . import services
+from .forms import CustomerFilterForm, CustomerForm
+from .models import Customer
+
+PAGE_SIZE = 50
+LIST_COLUMNS = (
+    "id",
+    "customer_id",
+    "first_name",
+    "last_name",
+    "company",
+    "city",
+    "country",
+    "email",
+    "manually_edited_at",
+)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def customer_list(request: HttpRequest) -> HttpResponse:
+    filters = CustomerFilterForm(request.GET)
+    filters.is_valid()  # invalid parameters are dropped from cleaned_data, not refused
+    after = filters.cleaned_data.get("after")
+    rows = filters.filter_queryset(Customer.objects.only(*LIST_COLUMNS)).page_after(
+        after, PAGE_SIZE
+    )
+    customers, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    active = filters.active_filters()
+    context = {
+        "filters": filters,
+        "customers": customers,
+        "after": after,
+        "is_filtered": bool(active),
+        "first_page_query": urlencode(active),
+        "next_page_query": urlencode({**active, "after": customers[-1].pk}) if has_next else "",
+    }
+    template = "customers/customer_list.html"
+    # A history restore after a cache miss needs the whole page, not just the rows.
+    if request.htmx and not request.htmx.history_restore_request:
+        template += "#rows"
+    return render(request, template, context)
+
+
+@require_GET
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    return render(request, "customers/customer_detail.html", {"customer": customer})
+
+
+@require_http_methods(["GET", "POST"])
+def customer_create(request: HttpRequest) -> HttpResponse:
+    form = CustomerForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            customer = services.customer_create(data=form.cleaned_data, by_user=request.user)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Customer {customer} created.")
+            return redirect("customers:detail", pk=customer.pk)
+    return render(request, "customers/customer_form.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def customer_update(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    title = str(customer)  # before the form copies (maybe invalid) input onto the instance
+    form = CustomerForm(request.POST if request.method == "POST" else None, instance=customer)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.customer_update(customer, data=form.cleaned_data, by_user=request.user)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Customer {customer} saved.")
+            return redirect("customers:detail", pk=customer.pk)
+    return render(
+        request,
+        "customers/customer_form.html",
+        {"form": form, "customer": customer, "title": title},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def customer_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    if request.method == "POST":
+        services.customer_delete(customer, by_user=request.user)
+        messages.success(request, f"Customer {customer} deleted.")
+        return redirect("customers:list")
+    return render(request, "customers/customer_confirm_delete.html", {"customer": customer})

@@ -1,0 +1,263 @@
+"""REST API for imports: the same use cases as the pages, through `imports.services`.
+
+    GET  /api/v1/imports/                 newest first, cursor paginated
+    POST /api/v1/imports/                 multipart `file`, or `name` of a file in IMPORT_DIR
+    GET  /api/v1/imports/{id}/            a full progress snapshot (poll it)
+    POST /api/v1/imports/{id}/cancel/     queued or running -> cancelled
+    POST /api/v1/imports/{id}/resume/     failed or cancelled -> queued, from its checkpoint
+    GET  /api/v1/imports/{id}/errors.csv  the rejected rows (also at .../errors/)
+
+Imports are never edited or deleted through the API: the status only moves
+through the services (and the worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+
+from . import services
+from .models import ImportState
+from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
+from .views import error_report_response
+
+STATUS_FOR_REFUSAL = {
+    "invalid": status.HTTP_400_BAD_REQUEST,
+    "conflict": status.HTTP_409_CONFLICT,
+    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+}
+OVERWRITE_MANUAL_HELP = (
+    "Import over customers edited by hand (and clear their manual-edit stamp). "
+    "By default they are left alone and counted as skipped."
+)
+
+
+class ImportRefusedError(APIException):
+    """An ImportRefused from the services, with the HTTP status its code stands for."""
+
+    def __init__(self, message: str, *, code: str = "invalid"):
+        super().__init__(message, code=code)
+        self.status_code = STATUS_FOR_REFUSAL.get(code, status.HTTP_400_BAD_REQUEST)
+
+
+class RecentRowSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="Line number in the file.")
+    customer_id = serializers.CharField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+    company = serializers.CharField()
+    country = serializers.CharField()
+    outcome = serializers.CharField(
+        help_text="created, updated, unchanged or skipped_manual (edited by hand)."
+    )
+
+
+class ImportStateSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="import-detail")
+    errors_url = serializers.SerializerMethodField(help_text="The error report (CSV).")
+    percent = serializers.FloatField(help_text="Share of the file's bytes read, 0 to 100.")
+    rows_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Estimated seconds left, while running."
+    )
+    elapsed_seconds = serializers.FloatField(allow_null=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+    recent_rows = RecentRowSerializer(
+        many=True, help_text="The last rows written, newest first (partial while running)."
+    )
+
+    class Meta:
+        model = ImportState
+        fields = [
+            "id",
+            "url",
+            "status",
+            "original_name",
+            "uploaded",
+            "file_size",
+            "overwrite_manual",
+            "batch_size",
+            "bytes_processed",
+            "lines_processed",
+            "percent",
+            "rows_processed",
+            "rows_created",
+            "rows_updated",
+            "rows_unchanged",
+            "rows_skipped_manual",
+            "rows_rejected",
+            "rows_per_second",
+            "eta_seconds",
+            "elapsed_seconds",
+            "error",
+            "warnings",
+            "recent_rows",
+            "errors_url",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_errors_url(self, state: ImportState) -> str:
+        return reverse(
+            "import-errors",
+            kwargs={"pk": state.pk, "format": "csv"},
+            request=self.context.get("request"),
+        )
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The CSV file, streamed to disk on the server.")
+    overwrite_manual = serializers.BooleanField(default=False, help_text=OVERWRITE_MANUAL_HELP)
+
+
+class ImportFromFolderSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=1024, help_text="Name of a CSV file directly inside the server's import folder."
+    )
+    overwrite_manual = serializers.BooleanField(default=False, help_text=OVERWRITE_MANUAL_HELP)
+
+
+RefusalSerializer = inline_serializer(
+    name="ImportRefusal", fields={"detail": serializers.CharField()}
+)
+
+
+class IgnoreClientContentNegotiation(BaseContentNegotiation):
+    """The CSV download answers CSV whatever the Accept header (errors stay JSON)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List imports, newest first"),
+    retrieve=extend_schema(summary="An import's progress snapshot"),
+)
+class ImportViewSet(viewsets.ReadOnlyModelViewSet):
+    """CSV imports, newest first. Start one, follow its progress, cancel or resume it."""
+
+    queryset = ImportState.objects.all()
+    serializer_class = ImportStateSerializer
+    filterset_fields = ["status"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        if self.action == "create":
+            # Before anything (the CSRF check included) reads the body.
+            use_limited_upload_handlers(request)
+        return drf_request
+
+    @extend_schema(
+        summary="Start an import",
+        description=(
+            "Upload a CSV file (`multipart/form-data`, field `file`) or name a file in the "
+            "server's import folder (`name`). The import is queued and run by the import "
+            "worker, one at a time; poll the returned `url` for progress. 409 when the same "
+            "file is already queued or running; 413 when an upload is over the size limit."
+        ),
+        request={
+            "multipart/form-data": ImportUploadSerializer,
+            "application/json": ImportFromFolderSerializer,
+        },
+        responses={
+            202: ImportStateSerializer,
+            413: OpenApiResponse(RefusalSerializer, description="The file is over the limit."),
+        },
+    )
+    def create(self, request, *args, **kwargs):
+        data = request.data
+        if upload_too_large(request):
+            raise ImportRefusedError(too_large_message(), code="too_large")
+        if not isinstance(data, Mapping) or ("file" in data) == ("name" in data):
+            raise ImportRefusedError(
+                "Send either `file` (a multipart upload) or `name` (a file in the import "
+                "folder), not both."
+            )
+        form = (ImportUploadSerializer if "file" in data else ImportFromFolderSerializer)(data=data)
+        form.is_valid(raise_exception=True)
+        options = {
+            "overwrite_manual": form.validated_data["overwrite_manual"],
+            "by_user": request.user,
+        }
+        try:
+            if "file" in form.validated_data:
+                state = services.import_enqueue_upload(form.validated_data["file"], **options)
+            else:
+                state = services.import_enqueue_path(form.validated_data["name"], **options)
+        except services.ImportRefused as exc:
+            raise ImportRefusedError(exc.message, code=exc.code) from None
+        body = self.get_serializer(state).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    @extend_schema(
+        summary="Cancel a queued or running import",
+        description="Rows already committed stay; the import can be resumed. 409 otherwise.",
+        request=None,
+        responses={200: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        try:
+            state = services.import_cancel(self.get_object(), by_user=request.user)
+        except services.ImportRefused as exc:
+            raise ImportRefusedError(exc.message, code=exc.code) from None
+        return Response(self.get_serializer(state).data)
+
+    @extend_schema(
+        summary="Resume a failed or cancelled import",
+        description="Queues it again; it continues from its last committed batch. 409 otherwise.",
+        request=None,
+        responses={200: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        try:
+            state = services.import_resume(self.get_object(), by_user=request.user)
+        except services.ImportRefused as exc:
+            raise ImportRefusedError(exc.message, code=exc.code) from None
+        return Response(self.get_serializer(state).data)
+
+    @extend_schema(
+        summary="Download the error report",
+        description=(
+            "The rejected rows as CSV (line, customer id, reason, raw row), streamed. Cells "
+            "a spreadsheet would run as formulas are prefixed with `'`. Also served at "
+            "`/api/v1/imports/{id}/errors.csv`."
+        ),
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="errors",
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=IgnoreClientContentNegotiation,
+        pagination_class=None,
+        filter_backends=[],
+    )
+    def errors(self, request, pk=None, format=None):
+        return error_report_response(self.get_object())

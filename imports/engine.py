@@ -1,0 +1,298 @@
+"""The import runner: stream a CSV file into customers, one committed batch at a time.
+
+Design, and why:
+- A reader thread parses and validates the next batch while the main thread
+  writes the current one, so Python's CPU work overlaps the database's. The
+  queue between them holds one batch: memory stays flat whatever the file size.
+- Each batch commits in ONE transaction together with its checkpoint: the byte
+  offset just after its last row, its line number, every counter and the
+  heartbeat. Whatever dies (kill -9, lost connection, database restart), the
+  checkpoint describes exactly what is in the table, and a resume seeks to that
+  offset: no re-reading from row 0, no overlap, nothing counted twice.
+- The first statement of every batch transaction re-checks our lease (a
+  fencing token bumped on every claim) and locks the import's row. A worker
+  whose import was taken over or cancelled cannot commit another batch.
+- Rows with the same customer id inside one batch are written in rounds (first
+  occurrences, then second ones, ...), which gives the same table and counters
+  as applying the file row by row, wherever the batch boundaries fall.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .crashpoints import crashpoint
+from .models import RECENT_ROWS_KEPT, ImportRejection, ImportState, ImportStatus
+from .reader import CsvSource, FatalImportError
+from .validation import CleanRecord, Rejection, Validator
+from .writers import WriteResult, writer_for
+
+log = logging.getLogger(__name__)
+
+# A batch also ends at this many bytes, so huge rows cannot grow it without bound.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
+
+
+class LeaseLost(Exception):
+    """Another worker took the import over, or someone cancelled it."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    clean: list[CleanRecord]
+    rejected: list[Rejection]
+    end_offset: int
+    end_line: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.clean) + len(self.rejected)
+
+
+# --- Reading -------------------------------------------------------------------
+def read_chunks(
+    source: CsvSource,
+    validator: Validator,
+    offset: int,
+    line: int,
+    batch_size: int,
+    prepare_line: Callable[[tuple], str] | None = None,
+) -> Iterator[Chunk]:
+    clean: list[CleanRecord] = []
+    rejected: list[Rejection] = []
+    start = offset
+    item = None
+    try:
+        for item in source.records(offset, line):
+            checked = validator(item)
+            if isinstance(checked, CleanRecord):
+                if prepare_line is not None:
+                    checked.copy_line = prepare_line(checked.values)
+                clean.append(checked)
+            else:
+                rejected.append(checked)
+            if (
+                len(clean) + len(rejected) >= batch_size
+                or item.end_offset - start >= MAX_BATCH_BYTES
+            ):
+                yield Chunk(clean, rejected, item.end_offset, item.end_line)
+                clean, rejected, start = [], [], item.end_offset
+    except FatalImportError:
+        # The rows read before the fatal problem are sound: commit them, then fail.
+        if clean or rejected:
+            yield Chunk(clean, rejected, item.end_offset, item.end_line)
+        raise
+    if clean or rejected:
+        yield Chunk(clean, rejected, item.end_offset, item.end_line)
+
+
+_DONE = object()
+
+
+def prefetch(chunks: Iterator[Chunk], stop: threading.Event) -> Iterator[Chunk]:
+    """Run `chunks` in a thread, one batch ahead of the consumer."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        handoff.put(chunk, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# --- Writing -------------------------------------------------------------------
+def split_rounds(records: list[CleanRecord]) -> list[list[CleanRecord]]:
+    """Round k holds the k-th occurrence of each customer id, in file order."""
+    rounds: list[list[CleanRecord]] = [[]]
+    seen: dict[str, int] = {}
+    for record in records:
+        k = seen.get(record.customer_id, 0)
+        seen[record.customer_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(record)
+    return rounds
+
+
+def _fence(state: ImportState, lease: int, **fields) -> None:
+    """Write to our import only while we still hold it; lock its row for the batch."""
+    fields.setdefault("heartbeat_at", timezone.now())
+    held = ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
+        **fields
+    )
+    if held != 1:
+        raise LeaseLost(f"import #{state.pk} is no longer ours (lease {lease})")
+    for name, value in fields.items():
+        setattr(state, name, value)
+
+
+def _recent_rows(
+    state: ImportState, clean: list[CleanRecord], outcome: dict[str, str]
+) -> list[dict]:
+    fresh = []
+    for record in reversed(clean[-RECENT_ROWS_KEPT:]):
+        values = record.values
+        fresh.append(
+            {
+                "line": record.line,
+                "customer_id": values[0],
+                "name": f"{values[1]} {values[2]}".strip(),
+                "email": values[8],
+                "company": values[3],
+                "country": values[5],
+                "outcome": outcome.get(values[0], ""),
+            }
+        )
+    return (fresh + list(state.recent_rows))[:RECENT_ROWS_KEPT]
+
+
+def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
+    """Write one batch and its checkpoint in one transaction."""
+    want = {record.customer_id for record in chunk.clean[-RECENT_ROWS_KEPT:]}
+    with transaction.atomic():
+        _fence(state, lease)
+        total = WriteResult()
+        for round_records in split_rounds(chunk.clean):
+            total.add(writer.write(round_records, want=want))
+        if chunk.rejected:
+            ImportRejection.objects.bulk_create(
+                [
+                    ImportRejection(
+                        import_state=state,
+                        line_number=r.line,
+                        customer_id=r.customer_id[:255],
+                        reason=r.reason[:500],
+                        raw=r.raw,
+                    )
+                    for r in chunk.rejected
+                ]
+            )
+        if chunk.end_offset < state.bytes_processed:
+            raise AssertionError("checkpoint would move backwards")
+        _fence(
+            state,
+            lease,
+            bytes_processed=chunk.end_offset,
+            lines_processed=chunk.end_line,
+            rows_processed=state.rows_processed + chunk.rows,
+            rows_created=state.rows_created + total.created,
+            rows_updated=state.rows_updated + total.updated,
+            rows_unchanged=state.rows_unchanged + total.unchanged,
+            rows_skipped_manual=state.rows_skipped_manual + total.skipped_manual,
+            rows_rejected=state.rows_rejected + len(chunk.rejected),
+            recent_rows=_recent_rows(state, chunk.clean, total.outcome),
+        )
+        crashpoint("before_commit")
+    crashpoint("after_commit")
+
+
+# --- Running -----------------------------------------------------------------------
+def _check_file(state: ImportState) -> Path:
+    path = Path(state.source_path)
+    if not path.is_file():
+        raise FatalImportError(f"The file {state.original_name} is no longer there ({path}).")
+    stat = path.stat()
+    if stat.st_size != state.file_size or (
+        state.file_mtime is not None and abs(stat.st_mtime - state.file_mtime) > 1e-3
+    ):
+        raise FatalImportError(
+            f"The file {state.original_name} changed since this import started; "
+            "start a new import of it."
+        )
+    return path
+
+
+def run_import(
+    state: ImportState,
+    lease: int,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[ImportState], None] = lambda state: None,
+) -> ImportState:
+    """Run a claimed import from its checkpoint until the end, a stop request or a fatal error.
+
+    Returns the import with its final status: completed, failed (fatal file
+    problem), or still running when `should_stop` asked us to pause (the
+    caller then releases it). Raises LeaseLost when it is no longer ours, and
+    database errors (lost connection) for the caller to retry.
+    """
+    try:
+        path = _check_file(state)
+        with path.open("rb") as fp:
+            source = CsvSource(fp, max_row_bytes=settings.IMPORT_MAX_ROW_BYTES)
+            header = source.read_header()
+            if state.bytes_processed == 0:
+                with transaction.atomic():
+                    _fence(
+                        state,
+                        lease,
+                        warnings=header.warnings,
+                        bytes_processed=header.data_offset,
+                        lines_processed=header.data_line,
+                    )
+            writer = writer_for(connection, overwrite_manual=state.overwrite_manual)
+            stop_reading = threading.Event()
+            chunks = read_chunks(
+                source,
+                Validator(header),
+                state.bytes_processed,
+                state.lines_processed,
+                state.batch_size,
+                writer.prepare_line,
+            )
+            for chunk in prefetch(chunks, stop_reading):
+                commit_chunk(state, lease, writer, chunk)
+                on_progress(state)
+                if should_stop():
+                    return state
+    except FatalImportError as exc:
+        log.warning("import #%s failed: %s", state.pk, exc)
+        with transaction.atomic():
+            _fence(
+                state, lease, status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
+            )
+        return state
+    with transaction.atomic():
+        _fence(
+            state,
+            lease,
+            status=ImportStatus.COMPLETED,
+            finished_at=timezone.now(),
+            bytes_processed=state.file_size,
+            error="",
+        )
+    on_progress(state)
+    return state

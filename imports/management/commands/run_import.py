@@ -1,0 +1,257 @@
+"""run_import: import one CSV file in the foreground, or run the import worker.
+
+    manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart]
+    manage.py run_import --worker [--poll SECONDS] [--once]
+
+Both commit one batch at a time together with its checkpoint (see
+imports/engine.py), so a killed run loses nothing: running the same command on
+the same file resumes where the last committed batch ended, and a worker takes
+over an import whose worker died. SIGTERM or Ctrl-C finishes the batch in
+flight and leaves the import resumable. A lost database connection is retried
+with a fresh connection, resuming from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections, connection
+
+from imports import services
+from imports.engine import LeaseLost, run_import
+from imports.models import ImportState, ImportStatus
+
+RETRY_FOR_SECONDS = 120
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+class Command(BaseCommand):
+    help = "Import a customers CSV file (resumable), or run the import worker with --worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", nargs="?", help="CSV file to import in the foreground.")
+        parser.add_argument("--worker", action="store_true", help="Run queued imports forever.")
+        parser.add_argument("--batch-size", type=int, help="Rows per committed batch.")
+        parser.add_argument(
+            "--overwrite-manual",
+            action="store_true",
+            help="Import over customers edited by hand (and clear their manual-edit stamp).",
+        )
+        parser.add_argument(
+            "--restart", action="store_true", help="Start over instead of resuming."
+        )
+        parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
+        parser.add_argument(
+            "--once", action="store_true", help="Worker: exit when the queue is empty."
+        )
+
+    def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
+        self.stop = threading.Event()
+        self.worker = services.worker_identity()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        if options["worker"]:
+            if options["path"]:
+                raise CommandError("Give either a PATH or --worker, not both.")
+            return self.run_worker(poll=options["poll"], once=options["once"])
+        if not options["path"]:
+            raise CommandError("Give the CSV file to import, or --worker.")
+        if options["batch_size"] is not None and options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        return self.run_foreground(
+            Path(options["path"]),
+            batch_size=options["batch_size"],
+            overwrite_manual=options["overwrite_manual"],
+            restart=options["restart"],
+        )
+
+    def _on_signal(self, signum, frame):
+        if self.stop.is_set():  # second Ctrl-C: leave now; the checkpoint still holds
+            raise SystemExit(130)
+        self.stop.set()
+        self.stderr.write("\nStopping after the current batch (Ctrl-C again to quit now)...")
+
+    # --- foreground -------------------------------------------------------------------
+    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart):
+        try:
+            state, resumed = services.import_for_command(
+                path, restart=restart, overwrite_manual=overwrite_manual, batch_size=batch_size
+            )
+        except services.ImportRefused as exc:
+            raise CommandError(exc.message) from None
+        if self.verbosity:
+            if resumed:
+                self.stdout.write(
+                    f"Resuming import #{state.pk} of {state.original_name} at "
+                    f"{state.percent:.1f}% (line {state.lines_processed:,})."
+                )
+            else:
+                self.stdout.write(
+                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)})."
+                )
+        self.progress = _Progress(self.stdout, self.verbosity)
+        deadline = None
+        while True:
+            try:
+                state, lease = services.import_claim(state, self.worker)
+                state = run_import(
+                    state, lease, should_stop=self.stop.is_set, on_progress=self.progress.update
+                )
+                if state.status == ImportStatus.RUNNING:  # stopped by a signal
+                    services.import_release(state, lease, status=ImportStatus.CANCELLED)
+                break
+            except services.ImportRefused as exc:
+                raise CommandError(exc.message) from None
+            except LeaseLost:
+                state.refresh_from_db()
+                raise CommandError(
+                    f"Import #{state.pk} was {state.status} by someone else; stopped."
+                ) from None
+            except DatabaseError as exc:
+                # Lost connection or database restart: reconnect and resume from the checkpoint.
+                deadline = deadline or time.monotonic() + RETRY_FOR_SECONDS
+                if time.monotonic() > deadline or self.stop.is_set():
+                    raise CommandError(f"Database unavailable: {exc}".splitlines()[0]) from None
+                self.stderr.write(f"Database error, retrying: {str(exc).splitlines()[0]}")
+                self._reconnect()
+                state = ImportState(pk=state.pk)
+        self.progress.finish(state)
+        return self._summary(state)
+
+    def _summary(self, state: ImportState):
+        if self.verbosity:
+            self.stdout.write(
+                f"Rows {state.rows_processed:,}: created {state.rows_created:,}, "
+                f"updated {state.rows_updated:,}, unchanged {state.rows_unchanged:,}, "
+                f"skipped (edited by hand) {state.rows_skipped_manual:,}, "
+                f"rejected {state.rows_rejected:,}."
+            )
+            for warning in state.warnings:
+                self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
+            if state.rows_rejected:
+                self.stdout.write(
+                    f"Rejected rows and reasons: the import's error report (import #{state.pk})."
+                )
+        if state.status == ImportStatus.COMPLETED:
+            if self.verbosity:
+                self.stdout.write(self.style.SUCCESS(f"Import #{state.pk} completed."))
+        elif state.status == ImportStatus.CANCELLED:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Import #{state.pk} interrupted at {state.percent:.1f}%; run the same command "
+                    "again to resume."
+                )
+            )
+            sys.exit(3)
+        else:
+            raise CommandError(state.error or f"Import #{state.pk} {state.status}.")
+
+    def _reconnect(self):
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        time.sleep(1)
+
+    # --- worker ---------------------------------------------------------------------------
+    def run_worker(self, *, poll: float, once: bool):
+        if self.verbosity:
+            self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
+        while not self.stop.is_set():
+            try:
+                close_old_connections()
+                claimed = services.import_claim_next(self.worker)
+            except DatabaseError as exc:
+                self.stderr.write(f"Database error, retrying: {str(exc).splitlines()[0]}")
+                self._reconnect()
+                self.stop.wait(poll)
+                continue
+            if claimed is None:
+                if once and not ImportState.objects.active().exists():
+                    break
+                self.stop.wait(poll)
+                continue
+            self._work_on(*claimed)
+        if self.verbosity:
+            self.stdout.write("Import worker stopped.")
+
+    def _work_on(self, state: ImportState, lease: int):
+        if self.verbosity:
+            self.stdout.write(
+                f"Running import #{state.pk} ({state.original_name}) from {state.percent:.1f}%."
+            )
+        progress = _Progress(self.stdout, self.verbosity, interactive=False)
+        try:
+            state = run_import(
+                state, lease, should_stop=self.stop.is_set, on_progress=progress.update
+            )
+        except LeaseLost as exc:
+            self.stdout.write(f"Stopped: {exc}.")
+            return
+        except DatabaseError as exc:
+            # Keep our claim: the next loop re-claims it (same worker) after reconnecting.
+            self.stderr.write(
+                f"Database error during import #{state.pk}: {str(exc).splitlines()[0]}"
+            )
+            self._reconnect()
+            return
+        except Exception as exc:  # noqa: BLE001 - one broken import must not stop the worker
+            self.stderr.write(f"Import #{state.pk} failed: {exc!r}")
+            services.import_fail(state, lease, f"Internal error: {type(exc).__name__}: {exc}")
+            return
+        if state.status == ImportStatus.RUNNING:  # SIGTERM: hand it back to the queue
+            services.import_release(state, lease, status=ImportStatus.QUEUED)
+            self.stdout.write(f"Import #{state.pk} paused at {state.percent:.1f}%; it will resume.")
+        elif self.verbosity:
+            self.stdout.write(
+                f"Import #{state.pk} {state.status}: {state.rows_processed:,} rows "
+                f"({state.rows_created:,} created, {state.rows_updated:,} updated, "
+                f"{state.rows_unchanged:,} unchanged, {state.rows_skipped_manual:,} skipped, "
+                f"{state.rows_rejected:,} rejected).{' ' + state.error if state.error else ''}"
+            )
+
+
+class _Progress:
+    """A progress bar on a terminal, a line every few seconds otherwise."""
+
+    EVERY_SECONDS = 5.0
+
+    def __init__(self, out, verbosity: int, *, interactive: bool | None = None):
+        self.out = out
+        self.verbosity = verbosity
+        self.interactive = out.isatty() if interactive is None else interactive
+        self.last = 0.0
+
+    def update(self, state: ImportState) -> None:
+        if not self.verbosity:
+            return
+        rate = state.rows_per_second
+        eta = state.eta_seconds
+        text = (
+            f"{state.percent:5.1f}%  {state.rows_processed:,} rows"
+            + (f"  {rate:,.0f} rows/s" if rate else "")
+            + (f"  ETA {eta:,.0f}s" if eta is not None else "")
+        )
+        if self.interactive:
+            filled = int(state.percent / 100 * 30)
+            self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {text}   ", ending="")
+            self.out.flush()
+        elif time.monotonic() - self.last >= self.EVERY_SECONDS:
+            self.last = time.monotonic()
+            self.out.write(text)
+
+    def finish(self, state: ImportState) -> None:
+        if self.interactive and self.verbosity:
+            self.out.write("")

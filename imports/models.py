@@ -1,0 +1,202 @@
+"""ImportState: one row per CSV import, holding its checkpoint and counters.
+
+The checkpoint (`bytes_processed`, `lines_processed`) and the counters are
+written in the same transaction as each batch of customers, so whatever dies,
+the row describes exactly what is in the customers table.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (ImportStatus.QUEUED, ImportStatus.RUNNING)
+RESUMABLE_STATUSES = (ImportStatus.FAILED, ImportStatus.CANCELLED)
+RECENT_ROWS_KEPT = 20
+
+
+class ImportStateQuerySet(models.QuerySet):
+    def active(self) -> ImportStateQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def queued_fifo(self) -> ImportStateQuerySet:
+        return self.filter(status=ImportStatus.QUEUED).order_by("id")
+
+    def running(self) -> ImportStateQuerySet:
+        return self.filter(status=ImportStatus.RUNNING)
+
+    def for_source(self, source_path: str) -> ImportStateQuerySet:
+        return self.filter(source_path=source_path)
+
+
+class ImportState(models.Model):
+    status = models.CharField(
+        max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    source_path = models.CharField(max_length=1024, help_text="Absolute path of the CSV file.")
+    original_name = models.CharField(max_length=255)
+    uploaded = models.BooleanField(
+        default=False, help_text="The file was uploaded (kept under MEDIA_ROOT)."
+    )
+    file_size = models.BigIntegerField(default=0)
+    file_mtime = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Modification time when queued: a changed file is not resumed.",
+    )
+    overwrite_manual = models.BooleanField(
+        default=False, help_text="Import over customers edited by hand (and clear their stamp)."
+    )
+    batch_size = models.PositiveIntegerField(default=10_000)
+
+    # Checkpoint: byte offset just after the last committed row, and its line number.
+    bytes_processed = models.BigIntegerField(default=0)
+    lines_processed = models.BigIntegerField(default=0)
+    rows_processed = models.BigIntegerField(default=0)
+    rows_created = models.BigIntegerField(default=0)
+    rows_updated = models.BigIntegerField(default=0)
+    rows_unchanged = models.BigIntegerField(default=0)
+    rows_skipped_manual = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid holding the import.")
+    # Fencing token: bumped on every claim; a batch commits only with the token it started with.
+    lease = models.PositiveIntegerField(default=0)
+    # Where the current run started, for rows/s and the ETA.
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    run_start_bytes = models.BigIntegerField(default=0)
+
+    error = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    recent_rows = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    objects = ImportStateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "id"], name="import_status_id")]
+        constraints = [
+            # Only one import runs at a time, whatever the number of workers.
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="running"),
+                name="one_running_import",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    rows_processed=F("rows_created")
+                    + F("rows_updated")
+                    + F("rows_unchanged")
+                    + F("rows_skipped_manual")
+                    + F("rows_rejected")
+                ),
+                name="import_counters_add_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(bytes_processed__gte=0) & Q(lines_processed__gte=0),
+                name="import_checkpoint_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} {self.original_name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_resumable(self) -> bool:
+        return self.status in RESUMABLE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ImportStatus.COMPLETED, ImportStatus.FAILED, ImportStatus.CANCELLED)
+
+    def is_stale(self, now=None) -> bool:
+        limit = timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
+        return self.heartbeat_at is None or (now or timezone.now()) - self.heartbeat_at > limit
+
+    @property
+    def percent(self) -> float:
+        if self.status == ImportStatus.COMPLETED:
+            return 100.0
+        if not self.file_size:
+            return 0.0
+        return min(100.0, 100.0 * self.bytes_processed / self.file_size)
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    def _run_seconds(self) -> float:
+        if not self.run_started_at or not self.heartbeat_at:
+            return 0.0
+        return (self.heartbeat_at - self.run_started_at).total_seconds()
+
+    @property
+    def bytes_per_second(self) -> float | None:
+        seconds = self._run_seconds()
+        if seconds <= 0:
+            return None
+        return (self.bytes_processed - self.run_start_bytes) / seconds
+
+    @property
+    def rows_per_second(self) -> float | None:
+        rate = self.bytes_per_second
+        if rate is None or not self.bytes_processed or not self.rows_processed:
+            return None
+        return rate * self.rows_processed / self.bytes_processed
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.bytes_per_second
+        if self.status != ImportStatus.RUNNING or not rate:
+            return None
+        return max(0.0, (self.file_size - self.bytes_processed) / rate)
+
+
+class ImportRejection(models.Model):
+    """A data row that was not imported, with its line number and the reason."""
+
+    RAW_KEPT_CHARS = 4096
+
+    import_state = models.ForeignKey(
+        ImportState, on_delete=models.CASCADE, related_name="rejections"
+    )
+    line_number = models.BigIntegerField()
+    customer_id = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=500)
+    raw = models.TextField(blank=True, help_text="The row as read, cut to 4 KB.")
+
+    class Meta:
+        ordering = ["import_state", "line_number"]
+        indexes = [
+            models.Index(fields=["import_state", "line_number"], name="rejection_import_line")
+        ]
+
+    def __str__(self) -> str:
+        return f"line {self.line_number}: {self.reason}"

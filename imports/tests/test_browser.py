@@ -1,0 +1,270 @@
+"""The import pages in a real browser, against a real `run_import --worker` process.
+
+To look at a running import without racing the worker, a test holds the
+import's row lock for a moment (`worker_held`): the worker waits at the start of
+its next batch, exactly as it would behind a slow database, while pages (reads)
+keep working. Screenshots go to /tmp/shots/imports_*.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from playwright.sync_api import expect
+
+from customers.models import Customer
+from customers.services import customer_update
+from imports import services
+from imports.models import ImportState, ImportStatus
+from imports.tests.helpers import row, write_csv
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SHOTS = Path("/tmp/shots")
+TOTAL = 3000
+BAD = {n for n in range(1, TOTAL + 1) if n % 250 == 0}  # 12 rows with a bad email
+FORMULA_ID = '=HYPERLINK("http://evil.example","click")'
+BATCH_SIZE = 20  # many small batches: progress is visible
+
+
+def customers_file(path: Path, total: int = TOTAL) -> Path:
+    rows = []
+    for n in range(1, total + 1):
+        if n == 500:
+            rows.append(row(n, customer_id=FORMULA_ID, email="bad"))
+        elif n in BAD:
+            rows.append(row(n, email=f"not-an-email-{n}"))
+        else:
+            rows.append(row(n))
+    return write_csv(path, rows)
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def progressed(pk: int, rows: int):
+    """The import, once its worker has committed at least `rows` rows (still running)."""
+
+    def check():
+        state = ImportState.objects.get(pk=pk)
+        assert state.status in (ImportStatus.QUEUED, ImportStatus.RUNNING), state.status
+        return state if state.rows_processed >= rows else None
+
+    return wait_for(check)
+
+
+@contextmanager
+def worker_held(pk: int):
+    """Hold the import's row (SQLite: the write lock) so the worker waits before its next batch."""
+    with transaction.atomic():
+        list(ImportState.objects.select_for_update().filter(pk=pk).values_list("pk"))
+        yield ImportState.objects.get(pk=pk)
+
+
+def import_pk(page) -> int:
+    page.wait_for_url(re.compile(r"/imports/\d+/$"))
+    return int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+
+def counter(page, name: str):
+    return page.locator(f'[data-counter="{name}"]')
+
+
+def expect_counters(page, **expected: int) -> None:
+    for name, value in expected.items():
+        expect(counter(page, name)).to_have_text(f"{value:,}")
+
+
+def expect_status(page, status: str, timeout: float = 60_000) -> None:
+    expect(page.locator("#import-progress [data-status]")).to_have_attribute(
+        "data-status", status, timeout=timeout
+    )
+
+
+def shot(page, name: str, **kwargs) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"imports_{name}.png"), **kwargs)
+
+
+def test_upload_watch_progress_refresh_and_download_the_error_report(
+    page, import_worker, settings, tmp_path
+):
+    settings.IMPORT_BATCH_SIZE = BATCH_SIZE
+    page.goto("/imports/")
+    expect(page.get_by_text("No imports yet.")).to_be_visible()
+    shot(page, "list_empty", full_page=True)
+
+    path = customers_file(tmp_path / "customers.csv")
+    page.get_by_label("CSV file", exact=True).set_input_files(path)
+    page.get_by_role("button", name="Upload and import").click()
+    pk = import_pk(page)
+    expect(page.get_by_text(f"Import #{pk} of customers.csv is queued.")).to_be_visible()
+
+    # Mid-import: partial progress and the first imported rows are on the page.
+    progressed(pk, 200)
+    with worker_held(pk) as state:
+        assert state.status == ImportStatus.RUNNING and 0 < state.rows_processed < TOTAL
+        expect_counters(page, rows_processed=state.rows_processed)
+        expect_status(page, "running")
+        expect(page.locator("table.recent-rows tbody tr")).to_have_count(20)
+        percent = float(page.locator("#import-bar").get_attribute("value"))
+        assert 0 < percent < 100
+        shot(page, "detail_running", full_page=True)
+
+        # A refresh shows the same import, still polling, from the database.
+        page.reload()
+        expect_status(page, "running")
+        expect_counters(page, rows_processed=state.rows_processed)
+        expect(page.locator("#import-progress")).to_have_attribute("hx-trigger", "every 1s")
+
+    # The worker goes on; polling brings the page to the end without a reload.
+    expect_status(page, "completed")
+    expect(page.locator("#import-progress")).not_to_have_attribute("hx-trigger", re.compile("."))
+    expect(page.locator("#import-bar")).to_have_attribute("value", "100.00")
+    expect(page.locator(".progress-figures .percent")).to_have_text("100.0%")
+    expect_counters(
+        page,
+        rows_processed=TOTAL,
+        rows_created=TOTAL - len(BAD),
+        rows_updated=0,
+        rows_unchanged=0,
+        rows_skipped_manual=0,
+        rows_rejected=len(BAD),
+    )
+    assert Customer.objects.count() == TOTAL - len(BAD)
+    first_row = page.locator("table.recent-rows tbody tr").first
+    expect(first_row).to_contain_text("ID2999")
+    shot(page, "detail_completed", full_page=True)
+
+    # The error report: every rejected row, formulas neutralised.
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=f"Download error report ({len(BAD)} rows)").click()
+    download = download_info.value
+    assert download.suggested_filename == f"import-{pk}-errors.csv"
+    with open(download.path(), newline="") as fp:
+        report = list(csv.reader(fp))
+    assert report[0] == ["Line", "Customer Id", "Reason", "Row"]
+    assert [int(line[0]) for line in report[1:]] == sorted(n + 1 for n in BAD)
+    assert report[1 + sorted(BAD).index(500)][:2] == ["501", "'" + FORMULA_ID]
+
+    # The same pages at phone width.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    shot(page, "phone_detail", full_page=True)
+    page.goto("/imports/")
+    expect(page.locator("#import-history .badge.completed")).to_have_count(1)
+    shot(page, "phone_list", full_page=True)
+
+
+def test_cancel_a_running_import_then_resume_it(page, import_worker, import_dir, settings):
+    settings.IMPORT_BATCH_SIZE = BATCH_SIZE
+    customers_file(import_dir / "big.csv")
+    page.goto("/imports/")
+    page.get_by_label("big.csv").check()
+    page.get_by_role("button", name="Import selected file").click()
+    pk = import_pk(page)
+
+    progressed(pk, 100)
+    with worker_held(pk):
+        expect_status(page, "running")
+        # The cancel waits for the lock like the worker does; both go on once it is released.
+        page.get_by_role("button", name="Cancel import").click(no_wait_after=True)
+        time.sleep(0.3)
+    expect_status(page, "cancelled")
+    expect(page.get_by_text(f"Import #{pk} cancelled at")).to_be_visible()
+    state = ImportState.objects.get(pk=pk)
+    assert 0 < state.rows_processed < TOTAL
+    expect_counters(page, rows_processed=state.rows_processed)
+    # Nothing moves any more: no polling, and the worker stopped writing.
+    expect(page.locator("#import-progress")).not_to_have_attribute("hx-trigger", re.compile("."))
+    time.sleep(1)
+    assert ImportState.objects.get(pk=pk).rows_processed == state.rows_processed
+    shot(page, "detail_cancelled", full_page=True)
+
+    page.get_by_role("button", name="Resume import").click()
+    expect(page.get_by_text(f"Import #{pk} queued again")).to_be_visible()
+    expect_status(page, "completed")
+    # Resumed from the checkpoint: every row counted exactly once.
+    expect_counters(
+        page,
+        rows_processed=TOTAL,
+        rows_created=TOTAL - len(BAD),
+        rows_rejected=len(BAD),
+        rows_updated=0,
+        rows_unchanged=0,
+    )
+    assert Customer.objects.count() == TOTAL - len(BAD)
+
+
+def test_reimport_skips_customers_edited_by_hand_unless_asked(
+    page, import_worker, import_dir, user
+):
+    customers_file(import_dir / "small.csv", total=120)
+    first = services.import_enqueue_path("small.csv", by_user=user)
+    wait_for(lambda: ImportState.objects.get(pk=first.pk).status == ImportStatus.COMPLETED)
+    edited = Customer.objects.get(customer_id="ID115")  # among the 20 most recent rows
+    customer_update(edited, data={"city": "Arequipa"}, by_user=user)
+
+    page.goto("/imports/")
+    page.get_by_label("small.csv").check()
+    page.get_by_role("button", name="Import selected file").click()
+    import_pk(page)
+    expect_status(page, "completed")
+    expect_counters(
+        page, rows_processed=120, rows_created=0, rows_skipped_manual=1, rows_unchanged=119
+    )
+    skipped = page.locator("table.recent-rows tr", has_text="ID115")
+    expect(skipped).to_contain_text("skipped: edited by hand")
+    edited.refresh_from_db()
+    assert edited.city == "Arequipa" and edited.manually_edited_at is not None
+
+    page.goto("/imports/")
+    page.get_by_label("small.csv").check()
+    page.locator("#folder_overwrite_manual").check()
+    page.get_by_role("button", name="Import selected file").click()
+    import_pk(page)
+    expect_status(page, "completed")
+    expect_counters(page, rows_skipped_manual=0, rows_updated=1, rows_unchanged=119)
+    edited.refresh_from_db()
+    assert edited.city == "Lima" and edited.manually_edited_at is None
+
+    page.goto("/imports/")
+    expect(page.locator("#import-history tbody tr")).to_have_count(3)
+    shot(page, "list_history", full_page=True)
+
+
+def test_an_upload_over_the_limit_is_refused_in_the_browser_and_on_the_server(
+    page, import_dir, settings, tmp_path
+):
+    settings.IMPORT_MAX_UPLOAD_BYTES = 50_000
+    big = customers_file(tmp_path / "big.csv", total=1000)
+    assert big.stat().st_size > 50_000
+    page.goto("/imports/")
+    file_input = page.get_by_label("CSV file", exact=True)
+    file_input.set_input_files(big)
+    # The browser refuses before sending a byte...
+    message = "File is larger than the 48.8 KB limit."
+    assert file_input.evaluate("el => el.validationMessage") == message
+    page.get_by_role("button", name="Upload and import").click()
+    assert page.url.endswith("/imports/")
+    assert not ImportState.objects.exists()
+
+    # ...and without that check, the server stops reading at the limit and says why.
+    file_input.evaluate("el => { el.removeAttribute('onchange'); el.setCustomValidity(''); }")
+    page.get_by_role("button", name="Upload and import").click()
+    expect(page.get_by_text(message)).to_be_visible()
+    assert not ImportState.objects.exists()
+    assert not (settings.MEDIA_ROOT / "uploads").exists()

@@ -1,0 +1,202 @@
+"""Every file of the bad-input corpus through the real engine: a clear outcome, never a traceback.
+
+For each case: the final status, a one-line reason with the expected words, the
+counters adding up, rejections with their line numbers and reasons, every good
+row imported, no import left running, and no hang. Some cases then get a closer
+look (CLOSER_LOOKS), on the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from customers.models import Customer
+from imports import services
+from imports.engine import run_import
+from imports.models import ImportState, ImportStatus
+from imports.reader import CsvSource, FatalImportError
+from imports.tests import corpus
+from imports.tests.corpus import CASES, COMPLETED, REFUSED
+from imports.tests.test_engine import WORKER, assert_adds_up, run_file
+
+pytestmark = pytest.mark.django_db
+# A guard against hangs, generous for a busy machine (100,000 rejections take seconds);
+# fast failing is checked by bytes read, which does not depend on the machine.
+SECONDS_PER_CASE = 90
+
+
+@pytest.fixture(autouse=True)
+def _row_limit(settings):
+    settings.IMPORT_MAX_ROW_BYTES = corpus.MAX_ROW_BYTES
+
+
+def assert_one_line(message: str, words: tuple[str, ...]) -> None:
+    assert message and "\n" not in message and "\r" not in message, repr(message)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def run_unchecked(path) -> ImportState:
+    """Queue a file without the enqueue-time check, as if it had slipped past it."""
+    stat = path.stat()
+    state = ImportState.objects.create(
+        source_path=str(path.resolve()),
+        original_name=path.name,
+        file_size=stat.st_size,
+        file_mtime=stat.st_mtime,
+        batch_size=1000,
+    )
+    state, lease = services.import_claim(state, WORKER)
+    return run_import(state, lease)
+
+
+def customer_ids() -> list[str]:
+    return sorted(Customer.objects.values_list("customer_id", flat=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_corpus_case(case, tmp_path):
+    path = case.write(tmp_path)
+    started = time.monotonic()
+    if case.status == REFUSED:
+        with pytest.raises(services.ImportRefused) as refused:
+            services.import_for_command(path, restart=True, overwrite_manual=False, batch_size=1000)
+        assert_one_line(refused.value.message, case.error)
+        assert not ImportState.objects.exists()
+        # The engine checks again: such a file fails with the same reason.
+        state = run_unchecked(path)
+    else:
+        state = run_file(path)
+    elapsed = time.monotonic() - started
+
+    state.refresh_from_db()
+    if case.status == COMPLETED:
+        assert state.status == ImportStatus.COMPLETED, state.error
+        assert state.error == ""
+        assert state.bytes_processed == state.file_size
+    else:
+        assert state.status == ImportStatus.FAILED
+        assert_one_line(state.error, case.error)
+    assert_adds_up(state)
+    assert state.rows_created == case.created == Customer.objects.count()
+    assert state.rows_rejected == case.rows_rejected
+    if case.rejected:
+        kept = dict(state.rejections.values_list("line_number", "reason"))
+        assert sorted(kept) == sorted(case.rejected)
+        for line, words in case.rejected.items():
+            assert words in kept[line], f"line {line}: {kept[line]!r}"
+    assert not state.rejections.filter(reason__contains="\n").exists()
+    assert state.warnings == list(case.warnings)
+    assert not ImportState.objects.running().exists()
+    assert elapsed < SECONDS_PER_CASE, f"took {elapsed:.1f} s"
+    if case.name in CLOSER_LOOKS:
+        CLOSER_LOOKS[case.name](state, path)
+
+
+# --- Closer looks ----------------------------------------------------------------------------
+def _first_column_after_the_bom_is_matched(state, path):
+    assert customer_ids() == ["ID1", "ID2", "ID3"]
+
+
+def _field_over_the_default_limit_is_imported_whole(state, path):
+    about = Customer.objects.get(customer_id="ID2").about
+    assert len(about) > corpus.CSV_DEFAULT_FIELD_LIMIT
+    assert about.startswith("word, word,")
+
+
+def _rows_after_the_long_line_are_imported(state, path):
+    assert customer_ids() == ["ID1", "ID3", "ID4"]
+
+
+def _one_rejection_for_the_whole_multiline_record(state, path):
+    assert customer_ids() == ["ID1", "ID3", "ID4"]
+    assert state.rejections.get().raw.startswith("second line, caf\ufffd")
+
+
+def _unclosed_quote_fails_fast(state, path):
+    """...reading about one row's limit past the quote, not the whole file."""
+    assert path.stat().st_size > 50 * 1024 * 1024
+    # The checkpoint stays just after row 1: where a resume would start.
+    assert state.bytes_processed == len(corpus.good(1))
+
+    class CountingFile(io.FileIO):
+        bytes_read = 0
+
+        def readline(self, size=-1):
+            line = super().readline(size)
+            self.bytes_read += len(line)
+            return line
+
+    with CountingFile(path) as fp:
+        source = CsvSource(fp, max_row_bytes=corpus.MAX_ROW_BYTES)
+        header = source.read_header()
+        with pytest.raises(FatalImportError, match="never closed"):
+            list(source.records(header.data_offset, header.data_line))
+        assert fp.bytes_read < 2 * corpus.MAX_ROW_BYTES  # not the 50 MB
+
+
+def _rows_before_the_quote_are_kept(state, path):
+    """...and a resume fails again the same way, without counting anything twice."""
+    assert (state.lines_processed, state.bytes_processed) == (51, len(corpus.good(*range(1, 51))))
+    services.import_resume(state)
+    state, lease = services.import_claim(state, WORKER)
+    state = run_import(state, lease)
+    assert state.status == ImportStatus.FAILED
+    assert state.error.startswith("Line 52: a quoted field is never closed")
+    assert (state.rows_processed, state.rows_created, Customer.objects.count()) == (50, 50, 50)
+
+
+def _the_error_report_streams_every_rejection(state, path):
+    bad_run = corpus.BAD_RUN
+    assert customer_ids() == sorted(["ID1", "ID2", f"ID{bad_run + 3}", f"ID{bad_run + 4}"])
+    lines = services.error_report_lines(state, chunk_size=5000)
+    assert iter(lines) is lines  # a generator: nothing built in memory up front
+    report = list(csv.reader(io.StringIO("".join(lines))))
+    assert report[0] == services.ERROR_REPORT_HEADER
+    assert len(report) == bad_run + 1
+    assert [int(r[0]) for r in report[1:]] == list(range(4, 4 + bad_run))
+    assert all("not a valid email address" in r[2] for r in report[1:])
+
+
+def _formulas_are_text_and_neutralised_in_the_report(state, path):
+    assert Customer.objects.get(customer_id="ID1").company == corpus.FORMULA
+    assert Customer.objects.get(customer_id="ID4").about == "@SUM(A1:A9)"
+    report = list(csv.reader(io.StringIO("".join(services.error_report_lines(state)))))
+    by_line = {r[0]: r for r in report[1:]}
+    assert by_line["3"][1] == "'" + corpus.FORMULA
+    assert by_line["4"][3].startswith("'=1+2,ID=1+2,")
+    for cells in report[1:]:
+        assert not any(cell.startswith(services.FORMULA_PREFIXES) for cell in cells), cells
+
+
+def _special_characters_round_trip_exactly(state, path):
+    stored = dict(Customer.objects.values_list("customer_id", "about"))
+    assert stored == {
+        "ID1": "back\\slash \\N and \\. and a\ttab",
+        "ID2": "\\.\nalone on a line, then 😀 and 北京",
+        "ID3": "carriage\rreturn",
+    }
+    assert Customer.objects.get(customer_id="ID3").company == 'O\'Brien & Sons; "quoted"'
+    again = run_file(path)
+    assert (again.rows_unchanged, again.rows_updated) == (3, 0)
+
+
+CLOSER_LOOKS = {
+    "utf8_bom": _first_column_after_the_bom_is_matched,
+    "field_over_csv_default_limit": _field_over_the_default_limit_is_imported_whole,
+    "ten_megabyte_line": _rows_after_the_long_line_are_imported,
+    "latin1_inside_a_multiline_record": _one_rejection_for_the_whole_multiline_record,
+    "unclosed_quote_near_start_of_50mb_file": _unclosed_quote_fails_fast,
+    "unclosed_quote_after_good_rows": _rows_before_the_quote_are_kept,
+    "hundred_thousand_bad_rows": _the_error_report_streams_every_rejection,
+    "formula_cells": _formulas_are_text_and_neutralised_in_the_report,
+    "special_characters": _special_characters_round_trip_exactly,
+}
+
+
+def test_every_closer_look_names_a_case():
+    assert set(CLOSER_LOOKS) <= {case.name for case in CASES}

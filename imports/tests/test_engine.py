@@ -1,0 +1,202 @@
+"""The engine end to end on the real database: outcomes, counters, manual edits, resume."""
+
+import pytest
+from django.utils import timezone
+
+from customers.models import Customer
+from imports import services
+from imports.engine import LeaseLost, run_import
+from imports.models import ImportRejection, ImportStatus
+from imports.tests.helpers import counters, row, table_snapshot, write_csv
+
+pytestmark = pytest.mark.django_db
+WORKER = "test-host:1"
+
+
+def run_file(path, *, batch_size=1000, overwrite_manual=False, restart=True):
+    state, _ = services.import_for_command(
+        path, restart=restart, overwrite_manual=overwrite_manual, batch_size=batch_size
+    )
+    state, lease = services.import_claim(state, WORKER)
+    return run_import(state, lease)
+
+
+def assert_adds_up(state):
+    c = counters(state)
+    assert c["rows_processed"] == sum(v for k, v in c.items() if k != "rows_processed")
+
+
+def test_each_outcome_and_the_counter_invariant(tmp_path, make_customer):
+    make_customer(customer_id="ID2", first_name="Ann", last_name="Lee2", email="ann2@example.com")
+    manual = make_customer(customer_id="ID3", city="Quito", manually_edited_at=timezone.now())
+    first = write_csv(tmp_path / "a.csv", [row(1), row(2), row(3), row(4, email="bad")])
+    state = run_file(first)
+    assert state.status == ImportStatus.COMPLETED
+    assert counters(state) == {
+        "rows_processed": 4,
+        "rows_created": 1,
+        "rows_updated": 1,
+        "rows_unchanged": 0,
+        "rows_skipped_manual": 1,
+        "rows_rejected": 1,
+    }
+    manual.refresh_from_db()
+    assert manual.city == "Quito"
+    assert Customer.objects.get(customer_id="ID2").company == "Acme, Inc"
+    assert state.bytes_processed == state.file_size
+
+    again = run_file(first)
+    assert counters(again) == {
+        "rows_processed": 4,
+        "rows_created": 0,
+        "rows_updated": 0,
+        "rows_unchanged": 2,
+        "rows_skipped_manual": 1,
+        "rows_rejected": 1,
+    }
+
+
+def test_reimport_is_idempotent(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [row(n) for n in range(1, 30)])
+    run_file(path, batch_size=7)
+    snapshot = table_snapshot()
+    again = run_file(path, batch_size=7)
+    assert again.rows_unchanged == 29
+    assert table_snapshot() == snapshot
+
+
+def test_overwrite_manual_imports_over_edits_and_clears_the_stamp(tmp_path, make_customer):
+    make_customer(customer_id="ID1", city="Quito", manually_edited_at=timezone.now())
+    state = run_file(write_csv(tmp_path / "a.csv", [row(1)]), overwrite_manual=True)
+    assert state.rows_updated == 1
+    customer = Customer.objects.get(customer_id="ID1")
+    assert customer.city == "Lima"
+    assert customer.manually_edited_at is None
+
+
+def test_overwrite_manual_clears_the_stamp_even_when_values_are_equal(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [row(1)])
+    run_file(path)
+    Customer.objects.update(manually_edited_at=timezone.now())
+    state = run_file(path, overwrite_manual=True)
+    assert state.rows_updated == 1
+    assert Customer.objects.get().manually_edited_at is None
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
+def test_duplicates_in_a_file_later_row_wins_whatever_the_batches(tmp_path, batch_size):
+    rows = [
+        row(1),
+        row(2),
+        row(1, city="Cusco"),
+        row(3),
+        row(1, city="Cusco"),
+        row(2),
+        row(1, city="Arequipa"),
+    ]
+    state = run_file(write_csv(tmp_path / "dups.csv", rows), batch_size=batch_size)
+    assert Customer.objects.get(customer_id="ID1").city == "Arequipa"
+    assert counters(state) == {
+        # ID1: created, updated, unchanged, updated; ID2: created, unchanged; ID3: created.
+        "rows_processed": 7,
+        "rows_created": 3,
+        "rows_updated": 2,
+        "rows_unchanged": 2,
+        "rows_skipped_manual": 0,
+        "rows_rejected": 0,
+    }
+
+
+def test_rejections_are_kept_with_line_numbers(tmp_path):
+    rows = [row(1), row(2, email="nope"), row(3, subscription_date="2021-02-30"), row(4)]
+    state = run_file(write_csv(tmp_path / "a.csv", rows))
+    kept = list(
+        ImportRejection.objects.filter(import_state=state).values_list(
+            "line_number", "customer_id", "reason"
+        )
+    )
+    assert [(line, cid) for line, cid, _ in kept] == [(3, "ID2"), (4, "ID3")]
+    assert "email" in kept[0][2] and "YYYY-MM-DD" in kept[1][2]
+
+
+def test_recent_rows_are_the_last_imported_with_outcomes(tmp_path):
+    state = run_file(write_csv(tmp_path / "a.csv", [row(n) for n in range(1, 31)]), batch_size=8)
+    assert len(state.recent_rows) == 20
+    assert state.recent_rows[0]["customer_id"] == "ID30"
+    assert state.recent_rows[0]["outcome"] == "created"
+    assert state.recent_rows[-1]["customer_id"] == "ID11"
+
+
+def test_missing_columns_fail_before_anything_is_written(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("First Name,Last Name\nAnn,Lee\n")
+    state = run_file(path)
+    assert state.status == ImportStatus.FAILED
+    assert "Missing required columns: Customer Id, Email" in state.error
+    assert not Customer.objects.exists()
+
+
+def test_unknown_columns_are_a_warning_on_the_import(tmp_path):
+    from imports.tests.helpers import HEADER
+
+    path = write_csv(tmp_path / "a.csv", [[*row(1), "gold"]], header=[*HEADER, "Tier"])
+    state = run_file(path)
+    assert state.rows_created == 1
+    assert state.warnings == ["Ignored unknown column: Tier."]
+
+
+def test_a_cancelled_import_is_fenced_out_and_resumes_exactly(tmp_path):
+    rows = [row(n) for n in range(1, 51)]
+    path = write_csv(tmp_path / "a.csv", rows)
+    state, _ = services.import_for_command(
+        path, restart=False, overwrite_manual=False, batch_size=10
+    )
+    state, lease = services.import_claim(state, WORKER)
+    calls = []
+
+    def cancel_after_two(current):
+        calls.append(current.rows_processed)
+        if len(calls) == 2:
+            services.import_cancel(current)
+
+    with pytest.raises(LeaseLost):
+        run_import(state, lease, on_progress=cancel_after_two)
+    state.refresh_from_db()
+    assert state.status == ImportStatus.CANCELLED
+    assert state.rows_processed == 20
+    assert Customer.objects.count() == 20
+
+    services.import_resume(state)
+    state, lease = services.import_claim(state, WORKER)
+    state = run_import(state, lease)
+    assert state.status == ImportStatus.COMPLETED
+    assert state.rows_created == 50
+    assert Customer.objects.count() == 50
+
+
+def test_the_checkpoint_only_grows_and_points_at_record_starts(tmp_path):
+    rows = [row(n, about_customer=f"multi\nline\n{n}") for n in range(1, 40)]
+    path = write_csv(tmp_path / "a.csv", rows)
+    data = path.read_bytes()
+    seen = []
+    state, _ = services.import_for_command(
+        path, restart=False, overwrite_manual=False, batch_size=4
+    )
+    state, lease = services.import_claim(state, WORKER)
+    run_import(state, lease, on_progress=lambda s: seen.append(s.bytes_processed))
+    assert seen == sorted(seen)
+    assert seen[-1] == len(data)
+    for offset in (o for o in seen if o < len(data)):
+        assert data[offset:].startswith(str(seen.index(offset) * 4 + 5).encode() + b",ID")
+
+
+def test_a_changed_file_is_not_resumed(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [row(1)])
+    state, _ = services.import_for_command(
+        path, restart=False, overwrite_manual=False, batch_size=10
+    )
+    write_csv(path, [row(1), row(2)])
+    state, lease = services.import_claim(state, WORKER)
+    state = run_import(state, lease)
+    assert state.status == ImportStatus.FAILED
+    assert "changed" in state.error

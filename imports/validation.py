@@ -1,0 +1,133 @@
+"""Turn a parsed CSV record into a clean customer record or a rejection.
+
+No database here: the rules come from the Customer model's field sizes and
+Django's email validator, so the import accepts exactly what the model does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from customers.models import IMPORTED_FIELDS, Customer
+
+from .reader import BadRecord, Header, Record
+
+RAW_KEPT_CHARS = 4096
+MAX_LENGTHS = {
+    name: Customer._meta.get_field(name).max_length
+    for name in IMPORTED_FIELDS
+    if Customer._meta.get_field(name).max_length
+}
+LABELS = {
+    "customer_id": "Customer Id",
+    "first_name": "First Name",
+    "last_name": "Last Name",
+    "company": "Company",
+    "city": "City",
+    "country": "Country",
+    "phone_1": "Phone 1",
+    "phone_2": "Phone 2",
+    "email": "Email",
+    "subscription_date": "Subscription Date",
+    "website": "Website",
+    "about": "About Customer",
+}
+
+
+@dataclass(slots=True)
+class CleanRecord:
+    line: int
+    values: tuple  # in IMPORTED_FIELDS order; subscription_date is "YYYY-MM-DD" or None
+    copy_line: str | None = None  # the row pre-formatted for the writer, if it wants one
+
+    @property
+    def customer_id(self) -> str:
+        return self.values[0]
+
+
+@dataclass(slots=True)
+class Rejection:
+    line: int
+    customer_id: str
+    reason: str
+    raw: str
+
+
+def raw_text(fields: list[str]) -> str:
+    """The row as CSV text again, cut to a few KB for the error report."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()[:RAW_KEPT_CHARS]
+
+
+def _check_date(value: str) -> str | None:
+    """Strict YYYY-MM-DD (fromisoformat alone also accepts 20210101 and week dates)."""
+    if len(value) != 10 or value[4] != "-" or value[7] != "-":
+        raise ValueError
+    date.fromisoformat(value)
+    return value
+
+
+class Validator:
+    def __init__(self, header: Header):
+        self.width = header.width
+        position = {name: i for i, name in enumerate(header.fields) if name}
+        # For each imported field: its column index, or None when the file lacks it.
+        self.positions = [position.get(name) for name in IMPORTED_FIELDS]
+        self.limits = [MAX_LENGTHS.get(name) for name in IMPORTED_FIELDS]
+
+    def __call__(self, item: Record | BadRecord) -> CleanRecord | Rejection:
+        if isinstance(item, BadRecord):
+            return Rejection(item.line, "", item.reason, item.raw[:RAW_KEPT_CHARS])
+        fields = item.fields
+        if len(fields) != self.width:
+            cid = self._customer_id(fields)
+            return self._reject(item, cid, f"expected {self.width} fields, found {len(fields)}")
+        values = [fields[pos].strip() if pos is not None else "" for pos in self.positions]
+        cid = values[0]
+        if not cid:
+            return self._reject(item, "", "Customer Id is empty")
+        for name, value, limit in zip(IMPORTED_FIELDS, values, self.limits, strict=True):
+            if limit and len(value) > limit:
+                return self._reject(
+                    item,
+                    cid[:255],
+                    f"{LABELS[name]} is longer than {limit} characters ({len(value)})",
+                )
+        email = values[8]
+        if not email:
+            return self._reject(item, cid, "Email is empty")
+        try:
+            validate_email(email)
+        except ValidationError:
+            return self._reject(item, cid, f"Email {email[:80]!r} is not a valid email address")
+        if values[9]:
+            try:
+                _check_date(values[9])
+            except ValueError:
+                return self._reject(
+                    item,
+                    cid,
+                    f"Subscription Date {values[9][:40]!r} is not a valid YYYY-MM-DD date",
+                )
+        else:
+            values[9] = None
+        return CleanRecord(item.line, tuple(values))
+
+    def _customer_id(self, fields: list[str]) -> str:
+        pos = self.positions[0]
+        return fields[pos].strip()[:255] if pos is not None and pos < len(fields) else ""
+
+    @staticmethod
+    def _reject(item: Record, cid: str, reason: str) -> Rejection:
+        return Rejection(item.line, cid, reason, raw_text(item.fields))
+
+
+assert IMPORTED_FIELDS[0] == "customer_id" and IMPORTED_FIELDS[8] == "email"
+assert IMPORTED_FIELDS[9] == "subscription_date"

@@ -1,0 +1,245 @@
+"""Import pages: start an import, watch it live, cancel, resume, download its error report.
+
+Plain function views, one template per page. The detail page's `progress` partial
+is polled by htmx every second while the import is queued or running; the
+partial rendered once it is finished has no `hx-trigger`, so polling stops by
+itself. Everything shown comes from the ImportState row, so a refresh or a
+server restart loses nothing. State changes go through `imports.services`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from customers.models import Customer
+
+from . import services
+from .forms import ImportFolderForm, ImportUploadForm
+from .models import ImportState
+from .uploads import (
+    human_size,
+    too_large_message,
+    upload_too_large,
+    use_limited_upload_handlers,
+)
+
+PAGE_SIZE = 25
+LIST_COLUMNS = (
+    "id",
+    "status",
+    "original_name",
+    "uploaded",
+    "file_size",
+    "overwrite_manual",
+    "bytes_processed",
+    "rows_processed",
+    "rows_created",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_skipped_manual",
+    "rows_rejected",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    # A history restore after a cache miss needs the whole page, not just the fragment.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _page_key(request: HttpRequest) -> int | None:
+    value = request.GET.get("before", "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def import_list(request: HttpRequest) -> HttpResponse:
+    before = _page_key(request)
+    # Keyset page, newest first: no COUNT(*), no OFFSET, whatever the history's length.
+    rows = ImportState.objects.only(*LIST_COLUMNS).order_by("-id")
+    if before is not None:
+        rows = rows.filter(id__lt=before)
+    imports = list(rows[: PAGE_SIZE + 1])
+    imports, has_more = imports[:PAGE_SIZE], len(imports) > PAGE_SIZE
+    context = {
+        "imports": imports,
+        "before": before,
+        "next_before": imports[-1].pk if has_more else None,
+        # The first page refreshes itself while something on it is queued or running.
+        "poll": before is None and any(state.is_active for state in imports),
+    }
+    if _wants_fragment(request):
+        return render(request, "imports/import_list.html#history", context)
+    context |= {
+        "files": services.import_dir_files(),
+        "import_dir": services.import_dir(),
+        "upload_form": ImportUploadForm(auto_id="upload_%s"),
+        "folder_form": ImportFolderForm(auto_id="folder_%s"),
+        "max_upload": human_size(settings.IMPORT_MAX_UPLOAD_BYTES),
+    }
+    return render(request, "imports/import_list.html", context)
+
+
+@csrf_exempt  # CSRF is checked below, once the upload handlers are in place
+@require_POST
+def import_upload(request: HttpRequest) -> HttpResponse:
+    # The CSRF check reads request.POST, which parses the upload: the size-limited
+    # handlers must be installed before that, so the check runs inside.
+    use_limited_upload_handlers(request)
+    return _import_upload(request)
+
+
+@csrf_protect
+def _import_upload(request: HttpRequest) -> HttpResponse:
+    form = ImportUploadForm(request.POST, request.FILES)
+    if upload_too_large(request):
+        messages.error(request, too_large_message())
+        return redirect("imports:list")
+    if not form.is_valid():
+        messages.error(request, "Choose a CSV file to upload.")
+        return redirect("imports:list")
+    try:
+        state = services.import_enqueue_upload(
+            form.cleaned_data["file"],
+            overwrite_manual=form.cleaned_data["overwrite_manual"],
+            by_user=request.user,
+        )
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("imports:list")
+    return _started(request, state)
+
+
+@require_POST
+def import_from_folder(request: HttpRequest) -> HttpResponse:
+    form = ImportFolderForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the files in the import folder.")
+        return redirect("imports:list")
+    try:
+        state = services.import_enqueue_path(
+            form.cleaned_data["name"],
+            overwrite_manual=form.cleaned_data["overwrite_manual"],
+            by_user=request.user,
+        )
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("imports:list")
+    return _started(request, state)
+
+
+def _started(request: HttpRequest, state: ImportState) -> HttpResponse:
+    waiting = ImportState.objects.active().filter(id__lt=state.pk).exists()
+    messages.success(
+        request,
+        f"Import #{state.pk} of {state.original_name} is queued"
+        + (": it starts when the imports before it are done." if waiting else "."),
+    )
+    return redirect("imports:detail", pk=state.pk)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    state = get_object_or_404(ImportState, pk=pk)
+    context = {
+        "state": state,
+        "recent_rows": _recent_rows(state),
+        "elapsed": _duration(state.elapsed_seconds),
+        "eta": _duration(state.eta_seconds),
+    }
+    template = "imports/import_detail.html"
+    return render(
+        request, f"{template}#progress" if _wants_fragment(request) else template, context
+    )
+
+
+def _recent_rows(state: ImportState) -> list[dict]:
+    """The last imported rows, each with its customer's pk when the customer exists."""
+    rows = [row for row in state.recent_rows if isinstance(row, dict)]
+    ids = [row.get("customer_id") for row in rows if row.get("customer_id")]
+    pks = dict(Customer.objects.filter(customer_id__in=ids).values_list("customer_id", "pk"))
+    return [{**row, "pk": pks.get(row.get("customer_id"))} for row in rows]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return "under 1 s"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{seconds} s"
+
+
+@require_POST
+def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    state = get_object_or_404(ImportState, pk=pk)
+    try:
+        services.import_cancel(state, by_user=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Import #{state.pk} cancelled at {state.percent:.1f}%. "
+            "Rows already imported stay; resume it to continue.",
+        )
+    return _back(request, state)
+
+
+@require_POST
+def import_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    state = get_object_or_404(ImportState, pk=pk)
+    try:
+        services.import_resume(state, by_user=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Import #{state.pk} queued again; it continues from {state.percent:.1f}%."
+        )
+    return _back(request, state)
+
+
+def _back(request: HttpRequest, state: ImportState) -> HttpResponse:
+    """To the page the button was on (`next`), else the import's page."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("imports:detail", pk=state.pk)
+
+
+@require_GET
+def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    state = get_object_or_404(ImportState, pk=pk)
+    return error_report_response(state)
+
+
+def error_report_response(state: ImportState) -> StreamingHttpResponse:
+    """The rejected rows as a CSV download, streamed (formula cells neutralised)."""
+    return StreamingHttpResponse(
+        services.error_report_lines(state),
+        content_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="import-{state.pk}-errors.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
