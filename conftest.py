@@ -144,7 +144,9 @@ def import_worker(subprocess_env):
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run_import", "--worker", "--poll", "0.2"],
         cwd=BASE_DIR,
-        env=subprocess_env,
+        # A short pause after each batch keeps imports watchable mid-way on fast machines
+        # and leaves the test a window to take the SQLite write lock (`worker_held`).
+        env={**subprocess_env, "IMPORT_PAUSE_AFTER_BATCH": "0.05"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -263,7 +263,12 @@ def run_web(args, files, env, report) -> None:
             return
         log("  during an import: first import of a second file (another seed) ...")
         ib.pg_checkpoint(url)
-        child = ib.Child(ib.import_args(files["second"]), env=env, log_name="import-under-load")
+        # Niced, as `make run` and docker compose run the worker: pages come first.
+        child = ib.Child(
+            ["nice", "-n", "10", *ib.import_args(files["second"])],
+            env=env,
+            log_name="import-under-load",
+        )
         done = threading.Event()
 
         def reap() -> None:

@@ -14,7 +14,7 @@ from django.utils.text import Truncator
 from customers.admin import CappedCountPaginator
 
 from . import services
-from .models import ImportRejection, ImportState
+from .models import ROW_COUNTERS, ImportRejection, ImportState
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,12 +33,7 @@ class ImportStateAdmin(ReadOnlyAdmin):
         "original_name",
         "file_size",
         "percent_done",
-        "rows_processed",
-        "rows_created",
-        "rows_updated",
-        "rows_unchanged",
-        "rows_skipped_manual",
-        "rows_rejected",
+        *ROW_COUNTERS,
         "created_at",
     ]
     list_display_links = ["id", "original_name"]

@@ -33,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from . import services
-from .models import ImportState
+from .models import ROW_COUNTERS, ImportState
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
 from .views import error_report_response
 
@@ -96,12 +96,7 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "bytes_processed",
             "lines_processed",
             "percent",
-            "rows_processed",
-            "rows_created",
-            "rows_updated",
-            "rows_unchanged",
-            "rows_skipped_manual",
-            "rows_rejected",
+            *ROW_COUNTERS,
             "rows_per_second",
             "eta_seconds",
             "elapsed_seconds",

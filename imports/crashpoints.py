@@ -2,17 +2,21 @@
 
 IMPORT_CRASH_AT="before_commit:3" makes the importer SIGKILL itself the 3rd time
 it reaches that point. The variable is read once at start; unset (production)
-every call is a no-op.
+every call is a no-op. IMPORT_PAUSE_AFTER_BATCH="0.05" makes the importer sleep
+that many seconds after each committed batch, so that browser tests can watch an
+import mid-way on any machine, however fast.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 POINTS = ("mid_copy", "before_commit", "after_commit")
 _CRASH_AT = os.environ.get("IMPORT_CRASH_AT", "")
 _counts: dict[str, int] = {}
+_PAUSE = float(os.environ.get("IMPORT_PAUSE_AFTER_BATCH") or 0)
 
 
 def crashpoint(name: str) -> None:
@@ -24,3 +28,8 @@ def crashpoint(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def batch_pause() -> None:
+    if _PAUSE:
+        time.sleep(_PAUSE)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .crashpoints import crashpoint
+from .crashpoints import batch_pause, crashpoint
 from .models import RECENT_ROWS_KEPT, ImportRejection, ImportState, ImportStatus
 from .reader import CsvSource, FatalImportError
 from .validation import CleanRecord, Rejection, Validator
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # A batch also ends at this many bytes, so huge rows cannot grow it without bound.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+SQLITE_WRITE_GAP = 0.03  # seconds
 COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
 
 
@@ -217,6 +219,12 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
         )
         crashpoint("before_commit")
     crashpoint("after_commit")
+    if connection.vendor == "sqlite":
+        # SQLite has one write lock and no queue: a web edit waiting on it (busy
+        # timeout, polling every 100 ms at worst) would starve behind back-to-back
+        # batches. A short gap after each commit lets it in.
+        time.sleep(SQLITE_WRITE_GAP)
+    batch_pause()
 
 
 # --- Running -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Synthetic customers CSV files in the public sample's format, for benchmarks and tests.
 
-    generate(path, rows, seed=42, change_percent=0, dirty_percent=0) -> GenerateResult
+    generate(path, rows, seed=42, change_percent=0, dirty_percent=0, messy=False) -> GenerateResult
 
 Design, and why:
 - Fast enough for millions of rows: every name, company, city, domain and
@@ -17,6 +17,9 @@ Design, and why:
   bijection of the Index: unique in a file, and the same in every variant.
 - Which rows are changed or dirty is a fixed pattern of the Index (`row_is_changed`,
   `row_is_dirty`), evenly spread: exactly P % of every block of 100/P rows.
+- `messy` (the command's --dirty) adds what real exports hold beside bad rows:
+  About texts with quoted line breaks, and good rows that repeat the previous
+  good row's Customer Id (the later row wins on import).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ DIRTY_KINDS = (
     "Customer Id too long",
 )
 FLUSH_ROWS = 1000
+DUPLICATE_EVERY = 101  # messy files: this row repeats the previous row's Customer Id
+NEWLINE_EVERY = 37  # messy files: this row's About holds a quoted line break
 POOL_SEED = 20240229  # the pools are fixed; the row seed only changes the draws
 SENTENCE_BITS = 13  # 8,192 sentences of 60 to 120 characters: 17 always reach 1,000
 
@@ -309,6 +314,7 @@ class GenerateResult:
     bad_rows: int  # rows the importer must reject
     bytes: int  # file size
     changed_rows: int = 0
+    duplicate_rows: int = 0  # good rows that repeat an earlier good row's Customer Id
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,6 +501,7 @@ def generate(
     seed: int = 42,
     change_percent: float = 0,
     dirty_percent: float = 0,
+    messy: bool = False,
 ) -> GenerateResult:
     """Write `rows` customers to `path` (parents created; an existing file is replaced).
 
@@ -507,7 +514,7 @@ def generate(
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with partial.open("wb") as out:
-            result = _write(out, rows, seed, change_percent, dirty_percent)
+            result = _write(out, rows, seed, change_percent, dirty_percent, messy)
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -525,7 +532,12 @@ def _csv_field(value: str) -> str:
 
 
 def _write(
-    out: BinaryIO, rows: int, seed: int, change_percent: float, dirty_percent: float
+    out: BinaryIO,
+    rows: int,
+    seed: int,
+    change_percent: float,
+    dirty_percent: float,
+    messy: bool = False,
 ) -> GenerateResult:
     pools = _pools()
     first, last, companies, cities = pools.first, pools.last, pools.companies, pools.cities
@@ -540,7 +552,7 @@ def _write(
     dirty_phase = _dirty_phase(dirty_bp)
 
     lines = [",".join(HEADER) + "\n"]
-    size = bad = changed = 0
+    size = bad = changed = duplicates = 0
     for index in range(1, rows + 1):
         given, given_slug = first[int(r() * n_first)]
         family, family_slug = last[int(r() * n_last)]
@@ -580,7 +592,19 @@ def _write(
             while about == fields[ABOUT]:
                 about = _about(changes, sentences)
             fields[ABOUT] = about
-        if dirty_bp and _selected(index, dirty_bp, dirty_phase):
+        dirty = dirty_bp and _selected(index, dirty_bp, dirty_phase)
+        if messy:
+            if index % NEWLINE_EVERY == 0:
+                about = fields[ABOUT]
+                cut = about.find(". ") + 1 or len(about)
+                fields[ABOUT] = f'{about[:cut]}\n"Noted," she wrote.\n{about[cut:].lstrip()}'
+            previous_good = index > 1 and not (
+                dirty_bp and _selected(index - 1, dirty_bp, dirty_phase)
+            )
+            if index % DUPLICATE_EVERY == 0 and previous_good and not dirty:
+                fields[1] = customer_id(index - 1, seed)
+                duplicates += 1
+        if dirty:
             fields = _dirty(fields, bad)
             bad += 1
         lines.append(",".join([_csv_field(value) for value in fields]) + "\n")
@@ -588,4 +612,6 @@ def _write(
             size += out.write("".join(lines).encode())
             lines.clear()
     size += out.write("".join(lines).encode())
-    return GenerateResult(rows=rows, bad_rows=bad, bytes=size, changed_rows=changed)
+    return GenerateResult(
+        rows=rows, bad_rows=bad, bytes=size, changed_rows=changed, duplicate_rows=duplicates
+    )

@@ -14,6 +14,16 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+# Every data row ends in exactly one outcome; rows_processed is their sum.
+ROW_COUNTERS = (
+    "rows_processed",
+    "rows_created",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_skipped_manual",
+    "rows_rejected",
+)
+
 
 class ImportStatus(models.TextChoices):
     QUEUED = "queued", "Queued"

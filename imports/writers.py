@@ -37,7 +37,14 @@ DATA_FIELDS = IMPORTED_FIELDS[1:]
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escape(value: str) -> str:
+    # Chained str.replace runs in C and is ~40x faster than str.translate with a dict
+    # on long text; backslash first so the escapes added after it stay single.
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 def copy_line(values: tuple) -> str:
@@ -45,10 +52,7 @@ def copy_line(values: tuple) -> str:
     present = [value for value in values if value is not None]
     if _COPY_SPECIAL.search("".join(present)) is None:
         return "\t".join("\\N" if value is None else value for value in values) + "\n"
-    return (
-        "\t".join("\\N" if value is None else value.translate(_COPY_ESCAPES) for value in values)
-        + "\n"
-    )
+    return "\t".join("\\N" if value is None else _copy_escape(value) for value in values) + "\n"
 
 
 @dataclass
@@ -133,8 +137,10 @@ class PostgresWriter:
         result = WriteResult()
         if not records:
             return result
-        with self.connection.cursor() as django_cursor:
-            cursor = django_cursor.cursor  # psycopg cursor, for COPY
+        # The raw psycopg cursor (for COPY) bypasses Django's error translation: wrap it,
+        # so that a lost connection is a django.db.DatabaseError the worker retries.
+        with self.connection.wrap_database_errors, self.connection.cursor() as django_cursor:
+            cursor = django_cursor.cursor
             self._ensure_staging(cursor)
             half = len(records) // 2
             with cursor.copy(f"COPY {self.STAGING} ({COLUMNS}) FROM STDIN") as copy:

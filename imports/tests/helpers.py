@@ -8,22 +8,10 @@ import io
 from pathlib import Path
 
 from customers.models import IMPORTED_FIELDS, Customer
+from imports import generator
+from imports.models import ROW_COUNTERS
 
-HEADER = [
-    "Index",
-    "Customer Id",
-    "First Name",
-    "Last Name",
-    "Company",
-    "City",
-    "Country",
-    "Phone 1",
-    "Phone 2",
-    "Email",
-    "Subscription Date",
-    "Website",
-    "About Customer",
-]
+HEADER = list(generator.HEADER)  # the public sample's 13 columns
 
 
 def row(n: int | str, **overrides) -> list[str]:
@@ -83,14 +71,4 @@ def table_checksum() -> str:
 
 
 def counters(state) -> dict[str, int]:
-    return {
-        name: getattr(state, name)
-        for name in (
-            "rows_processed",
-            "rows_created",
-            "rows_updated",
-            "rows_unchanged",
-            "rows_skipped_manual",
-            "rows_rejected",
-        )
-    }
+    return {name: getattr(state, name) for name in ROW_COUNTERS}

@@ -146,7 +146,8 @@ def test_people_edit_customers_while_an_import_runs(subprocess_env, import_dir, 
     write_csv(import_dir / "changed.csv", changed)
     state = services.import_enqueue_path("changed.csv")
     ImportState.objects.filter(pk=state.pk).update(batch_size=100)
-    proc = drill.worker(subprocess_env, "--once")
+    # Paced so that the edits interleave with the batches on any machine.
+    proc = drill.worker({**subprocess_env, "IMPORT_PAUSE_AFTER_BATCH": "0.05"}, "--once")
     assert drill.wait_for_progress(proc, 0)
     api = APIClient()
     api.force_authenticate(user)

@@ -56,6 +56,18 @@ def test_each_outcome_and_the_counter_invariant(tmp_path, make_customer):
     }
 
 
+def test_text_with_backslashes_tabs_and_newlines_is_stored_exactly(tmp_path):
+    # PostgreSQL's COPY text format escapes these; the stored values must not change.
+    about = 'C:\\new\\table\tcol\nnext line\nand \\N, "quoted"'
+    path = write_csv(tmp_path / "a.csv", [row(1, about_customer=about, company="A\\B\tC")])
+    state = run_file(path)
+    assert counters(state)["rows_created"] == 1
+    customer = Customer.objects.get(customer_id="ID1")
+    assert customer.about == about
+    assert customer.company == "A\\B\tC"
+    assert counters(run_file(path))["rows_unchanged"] == 1
+
+
 def test_reimport_is_idempotent(tmp_path):
     path = write_csv(tmp_path / "a.csv", [row(n) for n in range(1, 30)])
     run_file(path, batch_size=7)

@@ -188,6 +188,23 @@ def test_round_trip_through_the_engine(tmp_path):
     assert Customer.objects.count() == ROWS
 
 
+@pytest.mark.django_db
+def test_a_messy_file_imports_with_duplicates_newlines_and_rejections(tmp_path):
+    path = tmp_path / "messy.csv"
+    result = generate(path, ROWS, seed=9, dirty_percent=2, messy=True)
+    assert result.bad_rows == ROWS // 50 and result.duplicate_rows > 0
+    with path.open(newline="", encoding="utf-8") as fp:
+        records = list(csv.reader(fp))[1:]
+    assert sum("\n" in record[-1] for record in records) >= ROWS // 40  # quoted line breaks
+    state = run_file(path, batch_size=300)
+    assert state.status == ImportStatus.COMPLETED
+    assert state.rows_processed == ROWS and state.rows_rejected == result.bad_rows
+    assert state.rows_created == ROWS - result.bad_rows - result.duplicate_rows
+    assert state.rows_updated == result.duplicate_rows  # the later row wins
+    assert Customer.objects.count() == state.rows_created
+    assert Customer.objects.filter(about__contains='\n"Noted," she wrote.\n').exists()
+
+
 # --- The command ------------------------------------------------------------------------
 def test_command_writes_the_file_and_reports(tmp_path):
     path = tmp_path / "deep" / "folder" / "c.csv"
@@ -199,6 +216,17 @@ def test_command_writes_the_file_and_reports(tmp_path):
     assert re.search(
         r"Wrote 50 rows \(5 bad\) to .*c\.csv: [\d,]+ bytes in [\d.]+ s", out.getvalue()
     )
+
+
+def test_command_dirty_flag_writes_a_messy_file(tmp_path):
+    out = io.StringIO()
+    call_command(
+        "generate_customers", str(tmp_path / "m.csv"), "--rows", "500", "--dirty", stdout=out
+    )
+    assert (tmp_path / "m.csv").read_bytes() == _generated(
+        tmp_path / "same.csv", 500, dirty_percent=2, messy=True
+    )
+    assert re.search(r"Wrote 500 rows \(10 bad, \d+ duplicate ids\)", out.getvalue())
 
 
 def test_command_quiet_and_verbosity_zero_print_nothing(tmp_path):

@@ -2,25 +2,12 @@
 
 import pytest
 
+from customers.models import IMPORTED_FIELDS
 from imports.reader import Header, Record
 from imports.tests.helpers import HEADER, row
 from imports.validation import CleanRecord, Rejection, Validator, raw_text
 
-HEADER_FIELDS = [
-    None,
-    "customer_id",
-    "first_name",
-    "last_name",
-    "company",
-    "city",
-    "country",
-    "phone_1",
-    "phone_2",
-    "email",
-    "subscription_date",
-    "website",
-    "about",
-]
+HEADER_FIELDS = [None, *IMPORTED_FIELDS]  # "Index" maps to no field
 
 
 def check(fields):

@@ -1,14 +1,16 @@
 """generate_customers: write a synthetic customers CSV file for benchmarks and tests.
 
     manage.py generate_customers OUT_PATH --rows N [--seed 42] [--change-percent P]
-                                 [--dirty-percent D] [--force] [--quiet]
+                                 [--dirty-percent D] [--dirty] [--force] [--quiet]
 
 The same arguments always give a byte-identical file. `--change-percent P` gives
 the same file with another City and About Customer on P % of the rows (same ids,
 same order): the "re-import with changes" case. `--dirty-percent D` makes D % of
 the rows invalid in varied ways, each one rejected by the import with its line
-number. The design lives in imports/generator.py; this command only parses and
-reports. It touches no database.
+number. `--dirty` makes a messy file like real exports: bad rows (2 % unless
+--dirty-percent says otherwise), duplicated Customer Ids (the later row wins) and
+About texts with quoted line breaks. The design lives in imports/generator.py;
+this command only parses and reports. It touches no database.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from imports.generator import generate
+
+DIRTY_DEFAULT_PERCENT = 2
 
 
 class Command(BaseCommand):
@@ -40,6 +44,12 @@ class Command(BaseCommand):
             default=0,
             help="Percent of rows the import must reject (bad email, date, id, field count).",
         )
+        parser.add_argument(
+            "--dirty",
+            action="store_true",
+            help="A messy file, like real exports: 2 %% bad rows (unless --dirty-percent says "
+            "otherwise), duplicated Customer Ids and About texts with quoted line breaks.",
+        )
         parser.add_argument("--force", action="store_true", help="Overwrite an existing file.")
         parser.add_argument("--quiet", action="store_true", help="Print nothing on success.")
 
@@ -56,7 +66,9 @@ class Command(BaseCommand):
                 options["rows"],
                 seed=options["seed"],
                 change_percent=options["change_percent"],
-                dirty_percent=options["dirty_percent"],
+                dirty_percent=options["dirty_percent"]
+                or (DIRTY_DEFAULT_PERCENT if options["dirty"] else 0),
+                messy=options["dirty"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -66,6 +78,8 @@ class Command(BaseCommand):
         if options["quiet"] or not options["verbosity"]:
             return
         details = [f"{result.bad_rows:,} bad"] if result.bad_rows else []
+        if result.duplicate_rows:
+            details.append(f"{result.duplicate_rows:,} duplicate ids")
         if result.changed_rows:
             details.append(f"{result.changed_rows:,} changed")
         self.stdout.write(
