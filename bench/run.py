@@ -406,7 +406,8 @@ class Report:
         ]
         out += [
             "",
-            "Timings are noisy: the machine is shared with other engineers running tests. "
+            "Timings vary by about 10-20 % between runs on a virtual machine (see the load "
+            "averages above). "
             "MB = 2^20 bytes; wall time includes the command's start-up (about 1 s); "
             "client CPU s is user + system time of the importing process (psql for the floor), "
             "not of the database server.",

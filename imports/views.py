@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -144,7 +145,8 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     state = get_object_or_404(ImportState, pk=pk)
     context = {
         "state": state,
-        "recent_rows": _recent_rows(state),
+        # Lazy: only evaluated when the template's cached fragment is stale.
+        "recent_rows": SimpleLazyObject(lambda: _recent_rows(state)),
         "elapsed": _duration(state.elapsed_seconds),
         "eta": _duration(state.eta_seconds),
     }
