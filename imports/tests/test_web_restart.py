@@ -19,6 +19,7 @@ from rest_framework.authtoken.models import Token
 from conftest import BASE_DIR
 from customers.models import Customer
 from imports.models import ImportState, ImportStatus
+from imports.tests import drill
 from imports.tests.helpers import row, write_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,13 +70,7 @@ def test_killing_the_web_server_mid_import_changes_nothing(subprocess_env, impor
     write_csv(import_dir / "web.csv", [row(n) for n in range(1, TOTAL + 1)])
     token = Token.objects.create(user=user).key
     env = {**subprocess_env, "IMPORT_BATCH_SIZE": "50", "IMPORT_PAUSE_AFTER_BATCH": "0.05"}
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_import", "--worker", "--poll", "0.1"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = drill.worker(env)
     port = free_port()
     web = start_gunicorn(env, port)
     try:
