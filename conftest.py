@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -24,8 +25,6 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _empty_cache():
     # Cached fragments are keyed by primary keys, which a later test's database may reuse.
-    from django.core.cache import cache
-
     cache.clear()
 
 

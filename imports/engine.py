@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 # A batch also ends at this many bytes, so huge rows cannot grow it without bound.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
-SQLITE_WRITE_GAP = 0.03  # seconds
 COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
 
 
@@ -219,11 +217,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
         )
         crashpoint("before_commit")
     crashpoint("after_commit")
-    if connection.vendor == "sqlite":
-        # SQLite has one write lock and no queue: a web edit waiting on it (busy
-        # timeout, polling every 100 ms at worst) would starve behind back-to-back
-        # batches. A short gap after each commit lets it in.
-        time.sleep(SQLITE_WRITE_GAP)
+    writer.after_commit()
     batch_pause()
 
 

@@ -598,10 +598,11 @@ def _write(
                 about = fields[ABOUT]
                 cut = about.find(". ") + 1 or len(about)
                 fields[ABOUT] = f'{about[:cut]}\n"Noted," she wrote.\n{about[cut:].lstrip()}'
-            previous_good = index > 1 and not (
-                dirty_bp and _selected(index - 1, dirty_bp, dirty_phase)
-            )
-            if index % DUPLICATE_EVERY == 0 and previous_good and not dirty:
+            if (
+                index % DUPLICATE_EVERY == 0
+                and not dirty
+                and not (dirty_bp and _selected(index - 1, dirty_bp, dirty_phase))
+            ):
                 fields[1] = customer_id(index - 1, seed)
                 duplicates += 1
         if dirty:

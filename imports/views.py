@@ -157,19 +157,17 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _recent_rows(state: ImportState) -> list[dict]:
-    """The last imported rows, each with a link to its customer when the customer exists.
-
-    Built here rather than in the template: this runs every second per watcher.
-    """
+    """The last imported rows, each with a link to its customer when the customer exists."""
     rows = [row for row in state.recent_rows if isinstance(row, dict)]
     ids = [row.get("customer_id") for row in rows if row.get("customer_id")]
     pks = dict(Customer.objects.filter(customer_id__in=ids).values_list("customer_id", "pk"))
-    detail = reverse("customers:detail", args=[0])[:-2]  # ".../customers/0/" -> ".../customers/"
     return [
         {
             **row,
             "line": f"{row['line']:,}" if isinstance(row.get("line"), int) else "",
-            "url": f"{detail}{pks[row['customer_id']]}/" if row.get("customer_id") in pks else "",
+            "url": reverse("customers:detail", args=[pks[row["customer_id"]]])
+            if row.get("customer_id") in pks
+            else "",
             "outcome_label": OUTCOME_LABELS.get(row.get("outcome"), row.get("outcome", "")),
         }
         for row in rows

@@ -18,6 +18,7 @@ batch against people's edits, so read, compare and write in Python is exact.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -133,6 +134,9 @@ class PostgresWriter:
     def _staging_emptied(self) -> None:
         self._staging_dirty = False
 
+    def after_commit(self) -> None:
+        """PostgreSQL queues lock waiters itself: nothing to do between batches."""
+
     def write(self, records: list[CleanRecord], *, want: set[str]) -> WriteResult:
         result = WriteResult()
         if not records:
@@ -173,6 +177,7 @@ class PostgresWriter:
 
 class SqliteWriter:
     CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
+    WRITE_GAP = 0.03  # seconds without the write lock after each batch
     prepare_line = None
 
     def __init__(self, connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
@@ -202,6 +207,12 @@ class SqliteWriter:
                     values[9] = values[9].isoformat()
                 found[values[0]] = (bool(manual), tuple(values))
         return found
+
+    def after_commit(self) -> None:
+        # SQLite has one write lock and no queue: a web edit waiting on it (busy
+        # timeout, polling every 100 ms at worst) would starve behind back-to-back
+        # batches. A short gap after each commit lets it in.
+        time.sleep(self.WRITE_GAP)
 
     def write(self, records: list[CleanRecord], *, want: set[str]) -> WriteResult:
         result = WriteResult()
