@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from customerpanel.errors import ApplicationError
 from customers.api import CustomerViewSet
 from imports.api import ImportViewSet
 
@@ -21,7 +22,9 @@ router.register("imports", ImportViewSet, basename="import")
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus model validation (400) and lost uniqueness races (409)."""
+    """DRF's handler, plus application errors, model validation (400) and lost races (409)."""
+    if isinstance(exc, ApplicationError):
+        return Response({"detail": exc.message}, status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)

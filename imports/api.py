@@ -25,35 +25,23 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from customerpanel.errors import ApplicationError
+
 from . import services
 from .models import ROW_COUNTERS, ImportState
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
 from .views import error_report_response
 
-STATUS_FOR_REFUSAL = {
-    "invalid": status.HTTP_400_BAD_REQUEST,
-    "conflict": status.HTTP_409_CONFLICT,
-    "too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-}
 OVERWRITE_MANUAL_HELP = (
     "Import over customers edited by hand (and clear their manual-edit stamp). "
     "By default they are left alone and counted as skipped."
 )
-
-
-class ImportRefusedError(APIException):
-    """An ImportRefused from the services, with the HTTP status its code stands for."""
-
-    def __init__(self, message: str, *, code: str = "invalid"):
-        super().__init__(message, code=code)
-        self.status_code = STATUS_FOR_REFUSAL.get(code, status.HTTP_400_BAD_REQUEST)
 
 
 class RecentRowSerializer(serializers.Serializer):
@@ -76,7 +64,12 @@ class ImportStateSerializer(serializers.ModelSerializer):
     eta_seconds = serializers.FloatField(
         allow_null=True, help_text="Estimated seconds left, while running."
     )
-    elapsed_seconds = serializers.FloatField(allow_null=True)
+    elapsed_seconds = serializers.FloatField(
+        allow_null=True, help_text="Running time (time spent queued or cancelled not counted)."
+    )
+    resumable = serializers.BooleanField(
+        source="is_resumable", help_text="Whether POST .../resume/ can continue it."
+    )
     warnings = serializers.ListField(child=serializers.CharField())
     recent_rows = RecentRowSerializer(
         many=True, help_text="The last rows written, newest first (partial while running)."
@@ -101,6 +94,8 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "eta_seconds",
             "elapsed_seconds",
             "error",
+            "error_kind",
+            "resumable",
             "warnings",
             "recent_rows",
             "errors_url",
@@ -186,9 +181,9 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         data = request.data
         if upload_too_large(request):
-            raise ImportRefusedError(too_large_message(), code="too_large")
+            raise ApplicationError(too_large_message(), code="too_large")
         if not isinstance(data, Mapping) or ("file" in data) == ("name" in data):
-            raise ImportRefusedError(
+            raise ApplicationError(
                 "Send either `file` (a multipart upload) or `name` (a file in the import "
                 "folder), not both."
             )
@@ -198,13 +193,10 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
             "overwrite_manual": form.validated_data["overwrite_manual"],
             "by_user": request.user,
         }
-        try:
-            if "file" in form.validated_data:
-                state = services.import_enqueue_upload(form.validated_data["file"], **options)
-            else:
-                state = services.import_enqueue_path(form.validated_data["name"], **options)
-        except services.ImportRefused as exc:
-            raise ImportRefusedError(exc.message, code=exc.code) from None
+        if "file" in form.validated_data:
+            state = services.import_enqueue_upload(form.validated_data["file"], **options)
+        else:
+            state = services.import_enqueue_path(form.validated_data["name"], **options)
         body = self.get_serializer(state).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
@@ -216,24 +208,23 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        try:
-            state = services.import_cancel(self.get_object(), by_user=request.user)
-        except services.ImportRefused as exc:
-            raise ImportRefusedError(exc.message, code=exc.code) from None
+        state = services.import_cancel(self.get_object(), by_user=request.user)
         return Response(self.get_serializer(state).data)
 
     @extend_schema(
-        summary="Resume a failed or cancelled import",
-        description="Queues it again; it continues from its last committed batch. 409 otherwise.",
+        summary="Resume a cancelled import, or one that failed for a transient reason",
+        description=(
+            "Queues it again; it continues from its last committed batch. 409 otherwise, with "
+            "what to do: an import that failed on the file itself (`error_kind` `file`: not a "
+            "CSV, missing columns, the file changed) cannot be resumed; fix the file and start "
+            "a new import of it."
+        ),
         request=None,
         responses={200: ImportStateSerializer},
     )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        try:
-            state = services.import_resume(self.get_object(), by_user=request.user)
-        except services.ImportRefused as exc:
-            raise ImportRefusedError(exc.message, code=exc.code) from None
+        state = services.import_resume(self.get_object(), by_user=request.user)
         return Response(self.get_serializer(state).data)
 
     @extend_schema(

@@ -12,6 +12,10 @@ Design, and why:
 - The first statement of every batch transaction re-checks our lease (a
   fencing token bumped on every claim) and locks the import's row. A worker
   whose import was taken over or cancelled cannot commit another batch.
+  Every status change goes through `imports.leases`.
+- A run starts only on the very file the import was queued with (size, mtime
+  and a hash of its ends, see `imports.files`) and reads exactly the bytes
+  recorded then: rows appended meanwhile belong to the next import.
 - Rows with the same customer id inside one batch are written in rounds (first
   occurrences, then second ones, ...), which gives the same table and counters
   as applying the file row by row, wherever the batch boundaries fall.
@@ -28,10 +32,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
+from . import leases
 from .crashpoints import batch_pause, crashpoint
-from .models import RECENT_ROWS_KEPT, ImportRejection, ImportState, ImportStatus
+from .files import FileMissing, check_import_file, open_recorded
+from .leases import LeaseLost, checkpoint
+from .models import RECENT_ROWS_KEPT, FailureKind, ImportRejection, ImportState
 from .reader import CsvSource, FatalImportError
 from .validation import CleanRecord, Rejection, Validator
 from .writers import WriteResult, writer_for
@@ -42,9 +48,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
 
-
-class LeaseLost(Exception):
-    """Another worker took the import over, or someone cancelled it."""
+__all__ = ["LeaseLost", "commit_chunk", "read_chunks", "run_import"]
 
 
 @dataclass(slots=True)
@@ -147,18 +151,6 @@ def split_rounds(records: list[CleanRecord]) -> list[list[CleanRecord]]:
     return rounds
 
 
-def _fence(state: ImportState, lease: int, **fields) -> None:
-    """Write to our import only while we still hold it; lock its row for the batch."""
-    fields.setdefault("heartbeat_at", timezone.now())
-    held = ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
-        **fields
-    )
-    if held != 1:
-        raise LeaseLost(f"import #{state.pk} is no longer ours (lease {lease})")
-    for name, value in fields.items():
-        setattr(state, name, value)
-
-
 def _recent_rows(
     state: ImportState, clean: list[CleanRecord], outcome: dict[str, str]
 ) -> list[dict]:
@@ -183,7 +175,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
     """Write one batch and its checkpoint in one transaction."""
     want = {record.customer_id for record in chunk.clean[-RECENT_ROWS_KEPT:]}
     with transaction.atomic():
-        _fence(state, lease)
+        checkpoint(state, lease)
         total = WriteResult()
         for round_records in split_rounds(chunk.clean):
             total.add(writer.write(round_records, want=want))
@@ -202,7 +194,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
             )
         if chunk.end_offset < state.bytes_processed:
             raise AssertionError("checkpoint would move backwards")
-        _fence(
+        checkpoint(
             state,
             lease,
             bytes_processed=chunk.end_offset,
@@ -222,21 +214,6 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
 
 
 # --- Running -----------------------------------------------------------------------
-def _check_file(state: ImportState) -> Path:
-    path = Path(state.source_path)
-    if not path.is_file():
-        raise FatalImportError(f"The file {state.original_name} is no longer there ({path}).")
-    stat = path.stat()
-    if stat.st_size != state.file_size or (
-        state.file_mtime is not None and abs(stat.st_mtime - state.file_mtime) > 1e-3
-    ):
-        raise FatalImportError(
-            f"The file {state.original_name} changed since this import started; "
-            "start a new import of it."
-        )
-    return path
-
-
 def run_import(
     state: ImportState,
     lease: int,
@@ -246,19 +223,19 @@ def run_import(
 ) -> ImportState:
     """Run a claimed import from its checkpoint until the end, a stop request or a fatal error.
 
-    Returns the import with its final status: completed, failed (fatal file
+    Returns the import with its final status: completed, failed (a file
     problem), or still running when `should_stop` asked us to pause (the
     caller then releases it). Raises LeaseLost when it is no longer ours, and
     database errors (lost connection) for the caller to retry.
     """
     try:
-        path = _check_file(state)
-        with path.open("rb") as fp:
+        check_import_file(state)
+        with open_recorded(Path(state.source_path), state.file_size) as fp:
             source = CsvSource(fp, max_row_bytes=settings.IMPORT_MAX_ROW_BYTES)
             header = source.read_header()
             if state.bytes_processed == 0:
                 with transaction.atomic():
-                    _fence(
+                    checkpoint(
                         state,
                         lease,
                         warnings=header.warnings,
@@ -282,19 +259,10 @@ def run_import(
                     return state
     except FatalImportError as exc:
         log.warning("import #%s failed: %s", state.pk, exc)
-        with transaction.atomic():
-            _fence(
-                state, lease, status=ImportStatus.FAILED, error=str(exc), finished_at=timezone.now()
-            )
+        # A missing file can be put back and resumed; any other file error cannot.
+        kind = FailureKind.TRANSIENT if isinstance(exc, FileMissing) else FailureKind.FILE
+        leases.fail(state, lease, str(exc), kind=kind)
         return state
-    with transaction.atomic():
-        _fence(
-            state,
-            lease,
-            status=ImportStatus.COMPLETED,
-            finished_at=timezone.now(),
-            bytes_processed=state.file_size,
-            error="",
-        )
+    leases.complete(state, lease)
     on_progress(state)
     return state

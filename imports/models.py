@@ -33,6 +33,16 @@ class ImportStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class FailureKind(models.TextChoices):
+    """Why a failed import failed, which decides whether resuming it can help."""
+
+    # The file itself (not a CSV, missing columns, an unclosed quote, replaced):
+    # resuming fails the same way; fix the file and import it again.
+    FILE = "file", "File error"
+    # Anything else (the file went missing, an internal error): resuming can help.
+    TRANSIENT = "transient", "Transient error"
+
+
 ACTIVE_STATUSES = (ImportStatus.QUEUED, ImportStatus.RUNNING)
 RESUMABLE_STATUSES = (ImportStatus.FAILED, ImportStatus.CANCELLED)
 RECENT_ROWS_KEPT = 20
@@ -67,6 +77,11 @@ class ImportState(models.Model):
         blank=True,
         help_text="Modification time when queued: a changed file is not resumed.",
     )
+    file_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 of the first and last 64 KiB when queued (see imports.files).",
+    )
     overwrite_manual = models.BooleanField(
         default=False, help_text="Import over customers edited by hand (and clear their stamp)."
     )
@@ -86,14 +101,19 @@ class ImportState(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="host:pid holding the import.")
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid holding the import, or that last held it."
+    )
     # Fencing token: bumped on every claim; a batch commits only with the token it started with.
     lease = models.PositiveIntegerField(default=0)
-    # Where the current run started, for rows/s and the ETA.
+    # Running time only (never time spent queued or cancelled), for elapsed, rows/s and
+    # the ETA: the seconds of the earlier runs, plus the last run, from run_started_at to
+    # its last heartbeat (a run ends with a heartbeat; a dead worker's with its last one).
     run_started_at = models.DateTimeField(null=True, blank=True)
-    run_start_bytes = models.BigIntegerField(default=0)
+    earlier_runs_seconds = models.FloatField(default=0)
 
     error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=16, choices=FailureKind.choices, blank=True)
     warnings = models.JSONField(default=list, blank=True)
     recent_rows = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
@@ -111,6 +131,12 @@ class ImportState(models.Model):
                 fields=["status"],
                 condition=Q(status="running"),
                 name="one_running_import",
+            ),
+            # At most one queued-or-running import per file, however many requests race.
+            models.UniqueConstraint(
+                fields=["source_path"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_import_per_file",
             ),
             models.CheckConstraint(
                 condition=Q(
@@ -137,7 +163,14 @@ class ImportState(models.Model):
 
     @property
     def is_resumable(self) -> bool:
+        """Cancelled, or failed for a reason a resume can get past (not the file's content)."""
+        if self.status == ImportStatus.FAILED:
+            return self.error_kind != FailureKind.FILE
         return self.status in RESUMABLE_STATUSES
+
+    @property
+    def failed_on_file(self) -> bool:
+        return self.status == ImportStatus.FAILED and self.error_kind == FailureKind.FILE
 
     @property
     def is_finished(self) -> bool:
@@ -155,38 +188,39 @@ class ImportState(models.Model):
             return 0.0
         return min(100.0, 100.0 * self.bytes_processed / self.file_size)
 
-    @property
-    def elapsed_seconds(self) -> float | None:
-        if not self.started_at:
-            return None
-        end = self.finished_at or timezone.now()
-        return max(0.0, (end - self.started_at).total_seconds())
-
-    def _run_seconds(self) -> float:
+    def last_run_seconds(self) -> float:
+        """The current run so far, or the last one: from its start to its last heartbeat."""
         if not self.run_started_at or not self.heartbeat_at:
             return 0.0
-        return (self.heartbeat_at - self.run_started_at).total_seconds()
+        return max(0.0, (self.heartbeat_at - self.run_started_at).total_seconds())
+
+    def running_seconds(self) -> float:
+        """Seconds spent running, over every run, up to the last committed batch."""
+        return self.earlier_runs_seconds + self.last_run_seconds()
 
     @property
-    def bytes_per_second(self) -> float | None:
-        seconds = self._run_seconds()
-        if seconds <= 0:
+    def elapsed_seconds(self) -> float | None:
+        """Running time; while running it counts up to now, not just to the last batch."""
+        if not self.started_at:
             return None
-        return (self.bytes_processed - self.run_start_bytes) / seconds
+        if self.status == ImportStatus.RUNNING and self.run_started_at:
+            now = (timezone.now() - self.run_started_at).total_seconds()
+            return self.earlier_runs_seconds + max(0.0, now)
+        return self.running_seconds()
 
     @property
     def rows_per_second(self) -> float | None:
-        rate = self.bytes_per_second
-        if rate is None or not self.bytes_processed or not self.rows_processed:
+        seconds = self.running_seconds()
+        if seconds <= 0 or not self.rows_processed:
             return None
-        return rate * self.rows_processed / self.bytes_processed
+        return self.rows_processed / seconds
 
     @property
     def eta_seconds(self) -> float | None:
-        rate = self.bytes_per_second
-        if self.status != ImportStatus.RUNNING or not rate:
+        seconds = self.running_seconds()
+        if self.status != ImportStatus.RUNNING or seconds <= 0 or not self.bytes_processed:
             return None
-        return max(0.0, (self.file_size - self.bytes_processed) / rate)
+        return max(0.0, (self.file_size - self.bytes_processed) * seconds / self.bytes_processed)
 
 
 class ImportRejection(models.Model):

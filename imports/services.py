@@ -1,10 +1,9 @@
-"""Import use cases: enqueue, claim, release, cancel, resume, error report.
+"""Import use cases: enqueue, start from the command, cancel, resume, delete, error report.
 
-The web pages, the REST API and the `run_import` command call these; none of
-them touches ImportState's status directly. Claiming is where "one import at a
-time across all workers" is decided: the `one_running_import` unique
-constraint makes it a database fact, and a lease counter (fencing token)
-bumped on every claim makes a takeover happen exactly once.
+The web pages, the REST API and the `run_import` command call these; the
+status changes themselves (and claiming, with its database constraints and
+lease) live in `imports.leases`. Refusals are `ImportRefused`, the project's
+one application error, with a message for people.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import csv
 import os
 import secrets
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,23 +19,22 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db import transaction
 from django.utils.text import get_valid_filename
 
-from .models import ACTIVE_STATUSES, RESUMABLE_STATUSES, ImportState, ImportStatus
+from customerpanel.errors import ApplicationError
+
+from . import leases
+from .files import check_import_file, fingerprint
+from .models import ImportState
 from .reader import FatalImportError, sniff
 
-
-class ImportRefused(Exception):
-    """A request the import service will not carry out; the message is for people."""
-
-    def __init__(self, message: str, *, code: str = "invalid"):
-        super().__init__(message)
-        self.message = message
-        self.code = code  # invalid (400), conflict (409), too_large (413)
+# The imports' name for the project's one application error (see customerpanel.errors).
+ImportRefused = ApplicationError
+# Workers claim through the leases module; these names are the services' public face.
+worker_identity = leases.worker_identity
+import_claim_next = leases.claim_next
+import_claim = leases.claim
 
 
 @dataclass(frozen=True)
@@ -92,14 +89,9 @@ def resolve_import_path(name: str) -> Path:
 
 
 def check_csv_file(path: Path) -> None:
+    """A .csv text file, whatever its size: IMPORT_MAX_UPLOAD_BYTES is for uploads only."""
     if path.suffix.lower() != ".csv":
         raise ImportRefused(f"{path.name} is not a .csv file.")
-    size = path.stat().st_size
-    if size > settings.IMPORT_MAX_UPLOAD_BYTES:
-        raise ImportRefused(
-            f"{path.name} is {size:,} bytes; the limit is {settings.IMPORT_MAX_UPLOAD_BYTES:,}.",
-            code="too_large",
-        )
     with path.open("rb") as fp:
         head = fp.read(4096)
     try:
@@ -119,25 +111,18 @@ def _enqueue(
     batch_size: int | None = None,
 ) -> ImportState:
     check_csv_file(path)
-    stat = path.stat()
-    with transaction.atomic():
-        active = ImportState.objects.for_source(str(path)).active().first()
-        if active:
-            raise ImportRefused(
-                f"{original_name} is already {active.status} as import #{active.pk}.",
-                code="conflict",
-            )
-        return ImportState.objects.create(
-            status=ImportStatus.QUEUED,
-            source_path=str(path),
-            original_name=original_name[:255],
-            uploaded=uploaded,
-            file_size=stat.st_size,
-            file_mtime=stat.st_mtime,
-            overwrite_manual=overwrite_manual,
-            batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
-            created_by=by_user if getattr(by_user, "is_authenticated", False) else None,
-        )
+    recorded = fingerprint(path)  # what the import covers, and how a change is noticed
+    return leases.queue(
+        source_path=str(path),
+        original_name=original_name[:255],
+        uploaded=uploaded,
+        file_size=recorded.size,
+        file_mtime=recorded.mtime,
+        file_digest=recorded.digest,
+        overwrite_manual=overwrite_manual,
+        batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
+        created_by=by_user if getattr(by_user, "is_authenticated", False) else None,
+    )
 
 
 def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=None) -> ImportState:
@@ -197,35 +182,66 @@ def import_enqueue_upload(
 
 
 def import_for_command(
-    path: Path, *, restart: bool, overwrite_manual: bool, batch_size: int | None
+    path: Path,
+    *,
+    restart: bool,
+    overwrite_manual: bool,
+    batch_size: int | None,
+    worker: str | None = None,
 ) -> tuple[ImportState, bool]:
-    """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one."""
+    """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one.
+
+    With `worker`, the import is also claimed for it in the same transaction, so
+    a refusal (another import is running) leaves nothing behind: no new queued
+    import, no cancelled one. An import that failed on the file itself is not
+    resumed; a new import reads the file from the start.
+    """
     path = path.resolve()
     if not path.is_file():
         raise ImportRefused(f"No such file: {path}")
-    latest = ImportState.objects.for_source(str(path)).order_by("-id").first()
-    if latest and latest.status != ImportStatus.COMPLETED:
-        if not restart:
-            stat = path.stat()
-            if stat.st_size != latest.file_size or latest.file_mtime != stat.st_mtime:
+    with transaction.atomic():
+        latest = ImportState.objects.for_source(str(path)).order_by("-id").first()
+        resumable = latest is not None and (latest.is_active or latest.is_resumable)
+        if resumable and not restart:
+            try:
+                check_import_file(latest)
+            except FatalImportError as exc:
                 raise ImportRefused(
-                    f"{path.name} changed since import #{latest.pk} started; "
-                    "use --restart to import it from the beginning."
-                )
+                    f"{exc} Use --restart to import it from the beginning."
+                ) from None
             if batch_size and batch_size != latest.batch_size:
                 ImportState.objects.filter(pk=latest.pk).update(batch_size=batch_size)
                 latest.batch_size = batch_size
-            return latest, True
-        if latest.is_active:
-            import_cancel(latest)
-    state = _enqueue(
+            state, resumed = latest, True
+        else:
+            if latest is not None and latest.is_active:
+                leases.cancel(latest)
+            state = _enqueue(
+                path,
+                original_name=path.name,
+                uploaded=False,
+                overwrite_manual=overwrite_manual,
+                batch_size=batch_size,
+            )
+            resumed = False
+        if worker is not None:
+            state, _ = leases.claim(state, worker)
+    return state, resumed
+
+
+def import_again(state: ImportState, *, by_user=None) -> ImportState:
+    """A new import of the same file from the start: after a file error, once it is fixed."""
+    path = Path(state.source_path)
+    if not path.is_file():
+        raise ImportRefused(f"The file {state.original_name} is no longer there.", code="conflict")
+    return _enqueue(
         path,
-        original_name=path.name,
-        uploaded=False,
-        overwrite_manual=overwrite_manual,
-        batch_size=batch_size,
+        original_name=state.original_name,
+        uploaded=state.uploaded,
+        overwrite_manual=state.overwrite_manual,
+        by_user=by_user,
+        batch_size=state.batch_size,
     )
-    return state, False
 
 
 # --- Delete ----------------------------------------------------------------------------
@@ -242,169 +258,17 @@ def import_delete(state: ImportState) -> None:
 # --- Cancel and resume ---------------------------------------------------------------
 def import_cancel(state: ImportState, *, by_user=None) -> ImportState:
     """Stop a queued or running import; committed rows stay, and it can be resumed."""
-    # Waits for a running batch's transaction (it holds the row): the batch in
-    # flight commits or not as a whole, and the worker's next batch is fenced out.
-    changed = ImportState.objects.filter(pk=state.pk, status__in=ACTIVE_STATUSES).update(
-        status=ImportStatus.CANCELLED, finished_at=timezone.now(), worker=""
-    )
-    state.refresh_from_db()
-    if not changed:
-        raise ImportRefused(
-            f"Import #{state.pk} is {state.status}: nothing to cancel.", code="conflict"
-        )
-    return state
+    return leases.cancel(state)
 
 
 def import_resume(state: ImportState, *, by_user=None) -> ImportState:
-    """Queue a failed or cancelled import again; it continues from its checkpoint."""
-    path = Path(state.source_path)
-    if not path.is_file():
-        raise ImportRefused(f"The file {state.original_name} is no longer there.", code="conflict")
-    stat = path.stat()
-    if stat.st_size != state.file_size or (
-        state.file_mtime is not None and abs(stat.st_mtime - state.file_mtime) > 1e-3
-    ):
-        raise ImportRefused(
-            f"{state.original_name} changed since import #{state.pk} started; "
-            "import it again instead.",
-            code="conflict",
-        )
-    with transaction.atomic():
-        other = ImportState.objects.for_source(state.source_path).active().exclude(pk=state.pk)
-        if other.exists():
-            raise ImportRefused(
-                f"{state.original_name} is already queued or running as import "
-                f"#{other.first().pk}.",
-                code="conflict",
-            )
-        changed = ImportState.objects.filter(pk=state.pk, status__in=RESUMABLE_STATUSES).update(
-            status=ImportStatus.QUEUED, finished_at=None, error="", worker=""
-        )
-    state.refresh_from_db()
-    if not changed:
-        raise ImportRefused(
-            f"Import #{state.pk} is {state.status}: only failed or cancelled "
-            "imports can be resumed.",
-            code="conflict",
-        )
-    return state
-
-
-# --- Claiming (workers) -----------------------------------------------------------------
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped is a zombie: dead for our purposes
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def holder_alive(state: ImportState) -> bool:
-    """Is the worker holding this running import still at work?"""
-    if not state.worker or state.is_stale():
-        return False
-    host, _, pid = state.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        # Same machine: a dead process is known at once, no need to wait for staleness.
-        return int(pid) == os.getpid() or _pid_alive(int(pid))
-    return True
-
-
-def _start_fields(worker: str) -> dict:
-    now = timezone.now()
-    return {
-        "status": ImportStatus.RUNNING,
-        "worker": worker,
-        "lease": F("lease") + 1,
-        "heartbeat_at": now,
-        "started_at": Coalesce("started_at", now),
-        "run_started_at": now,
-        "run_start_bytes": F("bytes_processed"),
-        "finished_at": None,
-        "error": "",
-    }
-
-
-def _take(state: ImportState, worker: str, *, from_statuses) -> tuple[ImportState, int] | None:
-    try:
-        with transaction.atomic():
-            changed = ImportState.objects.filter(
-                pk=state.pk, lease=state.lease, status__in=from_statuses
-            ).update(**_start_fields(worker))
-    except IntegrityError:  # another import became `running` first
-        return None
-    if changed != 1:
-        return None
-    state.refresh_from_db()
-    return state, state.lease
-
-
-def import_claim_next(worker: str) -> tuple[ImportState, int] | None:
-    """The import this worker should run now, FIFO; a stale running one is taken over first."""
-    with transaction.atomic():
-        running = ImportState.objects.select_for_update().running().first()
-        if running is not None:
-            if running.worker != worker and holder_alive(running):
-                return None
-            return _take(running, worker, from_statuses=[ImportStatus.RUNNING])
-        queued = ImportState.objects.queued_fifo().first()
-        if queued is None:
-            return None
-        return _take(queued, worker, from_statuses=[ImportStatus.QUEUED])
-
-
-def import_claim(state: ImportState, worker: str) -> tuple[ImportState, int]:
-    """Claim one given import now (the foreground command), if nothing else is running."""
-    with transaction.atomic():
-        running = ImportState.objects.select_for_update().running().first()
-        if running is not None and running.worker != worker and holder_alive(running):
-            where = "this import" if running.pk == state.pk else f"import #{running.pk}"
-            raise ImportRefused(
-                f"{where.capitalize()} ({running.original_name}) is being run by worker "
-                f"{running.worker}; try again when it is done.",
-                code="conflict",
-            )
-        if running is not None and running.pk != state.pk:
-            # Its worker died: hand it back to the queue, where a worker resumes it.
-            ImportState.objects.filter(pk=running.pk, lease=running.lease).update(
-                status=ImportStatus.QUEUED, worker=""
-            )
-        state.refresh_from_db()
-        claimed = _take(
-            state,
-            worker,
-            from_statuses=[ImportStatus.RUNNING, ImportStatus.QUEUED, *RESUMABLE_STATUSES],
-        )
-    if claimed is None:
-        raise ImportRefused(f"Import #{state.pk} could not be started; try again.", code="conflict")
-    return claimed
-
-
-def import_release(state: ImportState, lease: int, *, status: str) -> None:
-    """Give a paused import back (queued: a worker resumes it; cancelled: resume by hand)."""
-    ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
-        status=status,
-        worker="",
-        finished_at=timezone.now() if status != ImportStatus.QUEUED else None,
-    )
-    state.refresh_from_db()
-
-
-def import_fail(state: ImportState, lease: int, message: str) -> None:
-    ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
-        status=ImportStatus.FAILED, error=message[:2000], worker="", finished_at=timezone.now()
-    )
-    state.refresh_from_db()
+    """Queue a cancelled (or transiently failed) import again, from its checkpoint."""
+    if state.is_resumable:
+        try:
+            check_import_file(state)
+        except FatalImportError as exc:  # the file is missing or changed
+            raise ImportRefused(str(exc), code="conflict") from None
+    return leases.requeue(state)
 
 
 # --- Error report ----------------------------------------------------------------------------

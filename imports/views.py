@@ -37,6 +37,7 @@ OUTCOME_LABELS = {"skipped_manual": "skipped: edited by hand"}
 LIST_COLUMNS = (
     "id",
     "status",
+    "error_kind",
     "original_name",
     "uploaded",
     "file_size",
@@ -217,6 +218,18 @@ def import_resume(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"Import #{state.pk} queued again; it continues from {state.percent:.1f}%."
         )
     return _back(request, state)
+
+
+@require_POST
+def import_again(request: HttpRequest, pk: int) -> HttpResponse:
+    """After a file error: a new import of the (fixed or replaced) file, from the start."""
+    state = get_object_or_404(ImportState, pk=pk)
+    try:
+        again = services.import_again(state, by_user=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        return _back(request, state)
+    return _started(request, again)
 
 
 def _back(request: HttpRequest, state: ImportState) -> HttpResponse:

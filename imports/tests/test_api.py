@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
+from datetime import timedelta
 
 import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from customers.models import Customer
@@ -130,11 +134,14 @@ def test_an_upload_over_the_limit_is_413(api_client, import_dir, settings, tmp_p
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".upload.csv")] == []
 
 
-def test_a_folder_file_over_the_limit_is_413(api_client, sample, settings):
+def test_a_folder_file_over_the_upload_limit_is_accepted(api_client, sample, settings):
+    # Defect 5: the upload limit does not apply to files already on the server.
     settings.IMPORT_MAX_UPLOAD_BYTES = 100
     response = api_client.post(URL, {"name": "sample.csv"}, format="json")
-    assert response.status_code == 413
-    assert "the limit is 100" in response.json()["detail"]
+    assert response.status_code == 202, response.json()
+    run_queue()
+    assert ImportState.objects.get().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 3
 
 
 # --- Reading ---
@@ -273,3 +280,124 @@ def test_the_schema_documents_every_import_endpoint(api_client):
     create = paths[URL]["post"]
     assert set(create["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert {"202", "400", "409", "413"} <= set(create["responses"])
+
+
+# --- One queued-or-running import per file (defect 6) ---
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_starts_of_one_file_queue_it_once(user, import_dir):
+    """Four clients, each on its own thread and database connection, start the same file."""
+    import threading
+
+    from django.db import connection
+
+    rounds = 5
+    for n in range(rounds):
+        write_csv(import_dir / f"f{n}.csv", [row(n)])
+    for n in range(rounds):
+        barrier = threading.Barrier(4)
+        statuses: list[int] = []
+
+        def start(name=f"f{n}.csv", barrier=barrier, statuses=statuses):
+            try:
+                client = APIClient()
+                client.force_authenticate(user)
+                barrier.wait(timeout=30)
+                response = client.post(URL, {"name": name}, format="json")
+                statuses.append(response.status_code)
+                if response.status_code == 409:
+                    assert f"{name} is already queued as import #" in response.json()["detail"]
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(statuses) == [202, 409, 409, 409], f"round {n}: {statuses}"
+    assert ImportState.objects.count() == rounds
+    assert ImportState.objects.filter(status=ImportStatus.QUEUED).count() == rounds
+
+
+# --- Resume only where it can help (defect 12) ---
+def test_resume_of_an_import_that_failed_on_its_file_is_409_with_what_to_fix(
+    api_client, import_dir
+):
+    (import_dir / "bad.csv").write_text("First Name,Last Name\nAnn,Lee\n")
+    state = services.import_enqueue_path("bad.csv")
+    run_queue()
+    body = api_client.get(f"{URL}{state.pk}/").json()
+    assert (body["status"], body["error_kind"], body["resumable"]) == ("failed", "file", False)
+    refused = api_client.post(f"{URL}{state.pk}/resume/")
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert "failed on the file itself" in detail
+    assert "Missing required columns: Customer Id, Email" in detail
+    assert "Fix the file, then import it again." in detail
+    assert ImportState.objects.get().status == ImportStatus.FAILED
+
+
+def test_an_import_whose_file_went_missing_resumes_once_it_is_back(api_client, sample):
+    state = services.import_enqueue_path("sample.csv")
+    kept = sample.read_bytes()
+    stat = sample.stat()
+    sample.unlink()
+    run_queue()
+    body = api_client.get(f"{URL}{state.pk}/").json()
+    assert (body["status"], body["error_kind"], body["resumable"]) == (
+        "failed",
+        "transient",
+        True,
+    )
+    assert "no longer there" in body["error"]
+    assert api_client.post(f"{URL}{state.pk}/resume/").status_code == 409  # still missing
+    sample.write_bytes(kept)
+    os.utime(sample, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert api_client.post(f"{URL}{state.pk}/resume/").status_code == 200
+    run_queue()
+    assert api_client.get(f"{URL}{state.pk}/").json()["status"] == "completed"
+    assert Customer.objects.count() == 3
+
+
+# --- Running time, rows/s and ETA (defect 13) ---
+def test_rows_per_second_eta_and_elapsed_use_running_time_only(api_client):
+    now = timezone.now()
+    state = ImportState.objects.create(
+        status=ImportStatus.RUNNING,
+        source_path="/data/a.csv",
+        original_name="a.csv",
+        worker="elsewhere:1",
+        file_size=10_000,
+        bytes_processed=2_000,
+        rows_processed=400,
+        rows_created=400,
+        # Queued a day ago, cancelled most of it: 6 s in earlier runs, 4 s in this one.
+        started_at=now - timedelta(days=1),
+        earlier_runs_seconds=6,
+        run_started_at=now - timedelta(seconds=4),
+        heartbeat_at=now,
+    )
+    body = api_client.get(f"{URL}{state.pk}/").json()
+    assert body["rows_per_second"] == pytest.approx(40.0)  # 400 rows in 10 s of running
+    assert body["eta_seconds"] == pytest.approx(40.0)  # 8,000 bytes left at 200 bytes/s
+    assert body["elapsed_seconds"] == pytest.approx(10.0, abs=1.0)
+
+    ImportState.objects.filter(pk=state.pk).update(status=ImportStatus.CANCELLED)
+    body = api_client.get(f"{URL}{state.pk}/").json()
+    assert body["rows_per_second"] == pytest.approx(40.0)
+    assert body["eta_seconds"] is None
+    assert body["elapsed_seconds"] == pytest.approx(10.0)
+
+
+def test_a_resumed_import_reports_its_running_time(api_client, sample):
+    state = services.import_enqueue_path("sample.csv")
+    claimed, _ = services.import_claim_next(WORKER)
+    time.sleep(0.3)
+    services.import_cancel(claimed)
+    time.sleep(1.5)  # cancelled: not running time
+    services.import_resume(claimed)
+    run_queue()
+    body = api_client.get(f"{URL}{state.pk}/").json()
+    assert body["status"] == "completed"
+    assert 0.3 <= body["elapsed_seconds"] < 1.5
+    assert body["rows_per_second"] == pytest.approx(4 / body["elapsed_seconds"], rel=0.05)

@@ -140,13 +140,15 @@ def _unclosed_quote_fails_fast(state, path):
 
 
 def _rows_before_the_quote_are_kept(state, path):
-    """...and a resume fails again the same way, without counting anything twice."""
+    """...and resuming is refused: it would fail again the same way (a file error)."""
     assert (state.lines_processed, state.bytes_processed) == (51, len(corpus.good(*range(1, 51))))
-    services.import_resume(state)
-    state, lease = services.import_claim(state, WORKER)
-    state = run_import(state, lease)
-    assert state.status == ImportStatus.FAILED
     assert state.error.startswith("Line 52: a quoted field is never closed")
+    assert state.error_kind == "file" and not state.is_resumable
+    with pytest.raises(services.ImportRefused, match="failed on the file itself") as refused:
+        services.import_resume(state)
+    assert refused.value.code == "conflict"
+    state.refresh_from_db()
+    assert state.status == ImportStatus.FAILED
     assert (state.rows_processed, state.rows_created, Customer.objects.count()) == (50, 50, 50)
 
 

@@ -11,7 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from imports import services
+from imports import leases, services
+from imports.engine import run_import
 from imports.models import ImportRejection, ImportState, ImportStatus
 from imports.tests.helpers import row, write_csv
 
@@ -69,11 +70,17 @@ def test_non_csv_files_are_refused(import_dir):
         services.import_enqueue_path("data.txt")
 
 
-def test_too_large_is_refused(csv_in_dir, settings):
-    csv_in_dir("big.csv")
+def test_a_server_file_imports_whatever_the_upload_limit(csv_in_dir, settings):
+    # Defect 5: IMPORT_MAX_UPLOAD_BYTES is for uploads; a file already on the server is not capped.
+    path = csv_in_dir("big.csv", [row(n) for n in range(1, 30)])
     settings.IMPORT_MAX_UPLOAD_BYTES = 10
-    with pytest.raises(services.ImportRefused) as refused:
-        services.import_enqueue_path("big.csv")
+    state = services.import_enqueue_path("big.csv")
+    assert state.status == ImportStatus.QUEUED and state.file_size == path.stat().st_size > 10
+    state, lease = services.import_claim_next("host-a:1")
+    assert run_import(state, lease).status == ImportStatus.COMPLETED
+    assert state.rows_created == 29
+    with pytest.raises(services.ImportRefused) as refused:  # uploads are still capped
+        services.import_enqueue_upload(SimpleUploadedFile("up.csv", path.read_bytes()))
     assert refused.value.code == "too_large"
 
 
@@ -127,7 +134,7 @@ def test_claims_are_fifo_and_exclusive(csv_in_dir):
     assert state.pk == first.pk and lease == 1
     # A live holder (fresh heartbeat, another host) is never stolen.
     assert services.import_claim_next("host-b:2") is None
-    services.import_release(state, lease, status=ImportStatus.COMPLETED)
+    leases.complete(state, lease)
     state, _ = services.import_claim_next("host-b:2")
     assert state.pk == second.pk
 

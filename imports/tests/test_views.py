@@ -317,7 +317,11 @@ def test_detail_shows_error_and_warnings_of_a_failed_import(client_logged_in, im
     run_queue()
     html = client_logged_in.get(f"/imports/{state.pk}/").content.decode()
     assert "Missing required columns: Customer Id, Email" in html
-    assert 'data-status="failed"' in html and "Resume import" in html
+    assert 'data-status="failed"' in html
+    # A file error: resuming cannot help; the page says what to do instead.
+    assert "Resume import" not in html
+    assert "resuming would fail the same way" in html
+    assert f'action="/imports/{state.pk}/again/"' in html
     assert "hx-trigger" not in html
 
 

@@ -1,14 +1,21 @@
 """run_import: import one CSV file in the foreground, or run the import worker.
 
-    manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart]
+    manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
 imports/engine.py), so a killed run loses nothing: running the same command on
 the same file resumes where the last committed batch ended, and a worker takes
-over an import whose worker died. SIGTERM or Ctrl-C finishes the batch in
-flight and leaves the import resumable. A lost database connection is retried
-with a fresh connection, resuming from the checkpoint.
+over an import whose worker died. A foreground run refused because another
+import is running leaves nothing behind; `--queue` hands the file to the
+worker instead of running it here.
+
+Stopping: SIGTERM or Ctrl-C finishes the batch in flight; a second one stops
+at once (the batch in flight rolls back). Either way a foreground import is
+left cancelled, to be resumed by running the same command again: a person's
+stop is never taken over by the worker, only a crash is. A worker hands its
+import back to the queue. A lost database connection is retried with a fresh
+connection, resuming from the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,12 +29,17 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
+from django.urls import reverse
 
-from imports import services
+from imports import leases, services
 from imports.engine import LeaseLost, run_import
-from imports.models import ImportState, ImportStatus
+from imports.models import FailureKind, ImportState, ImportStatus
 
 RETRY_FOR_SECONDS = 120
+
+
+class StopNow(BaseException):
+    """Raised by a second SIGINT/SIGTERM wherever the main thread is."""
 
 
 def _size(n: float) -> str:
@@ -53,6 +65,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--restart", action="store_true", help="Start over instead of resuming."
         )
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="Queue the file for the import worker instead of importing it here.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -77,22 +94,53 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             overwrite_manual=options["overwrite_manual"],
             restart=options["restart"],
+            queue=options["queue"],
         )
 
     def _on_signal(self, signum, frame):
-        if self.stop.is_set():  # second Ctrl-C: leave now; the checkpoint still holds
-            raise SystemExit(130)
+        if self.stop.is_set():  # a second signal: stop now; the checkpoint still holds
+            for each in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(each, signal.SIG_IGN)  # nothing may interrupt the clean-up
+            raise StopNow
         self.stop.set()
-        self.stderr.write("\nStopping after the current batch (Ctrl-C again to quit now)...")
+        self.stderr.write("\nStopping after the current batch (Ctrl-C again to stop now)...")
+
+    def _stopped_now(self, state: ImportState, lease: int, *, status: str) -> None:
+        """After a second signal: leave the import `status` (the batch in flight rolled back)."""
+        for attempt in (1, 2):
+            try:
+                leases.release(state, lease, status=status)
+                return
+            except LeaseLost:
+                return  # cancelled or taken over meanwhile: not ours to change
+            except Exception:
+                # The signal may have cut a database call short and left the connection
+                # unusable: a fresh one (the old session's transaction dies with it).
+                self._reconnect(wait=0)
+                if attempt == 2:
+                    raise
 
     # --- foreground -------------------------------------------------------------------
-    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart):
+    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart, queue):
         try:
             state, resumed = services.import_for_command(
-                path, restart=restart, overwrite_manual=overwrite_manual, batch_size=batch_size
+                path,
+                restart=restart,
+                overwrite_manual=overwrite_manual,
+                batch_size=batch_size,
+                worker=None if queue else self.worker,
             )
+            if queue and state.is_resumable:
+                services.import_resume(state)
         except services.ImportRefused as exc:
             raise CommandError(exc.message) from None
+        if queue:
+            if self.verbosity:
+                self.stdout.write(
+                    f"Import #{state.pk} of {state.original_name} is {state.status}; the import "
+                    f"worker runs it ({self._page(state)})."
+                )
+            return None
         if self.verbosity:
             if resumed:
                 self.stdout.write(
@@ -105,14 +153,20 @@ class Command(BaseCommand):
                 )
         self.progress = _Progress(self.stdout, self.verbosity)
         deadline = None
+        lease = state.lease  # claimed by import_for_command
         while True:
             try:
-                state, lease = services.import_claim(state, self.worker)
+                if state.status != ImportStatus.RUNNING or state.worker != self.worker:
+                    state, lease = services.import_claim(state, self.worker)
                 state = run_import(
                     state, lease, should_stop=self.stop.is_set, on_progress=self.progress.update
                 )
                 if state.status == ImportStatus.RUNNING:  # stopped by a signal
-                    services.import_release(state, lease, status=ImportStatus.CANCELLED)
+                    leases.release(state, lease, status=ImportStatus.CANCELLED)
+                break
+            except StopNow:
+                self._stopped_now(state, lease, status=ImportStatus.CANCELLED)
+                state.refresh_from_db()
                 break
             except services.ImportRefused as exc:
                 raise CommandError(exc.message) from None
@@ -132,6 +186,10 @@ class Command(BaseCommand):
         self.progress.finish(state)
         return self._summary(state)
 
+    @staticmethod
+    def _page(state: ImportState) -> str:
+        return reverse("imports:detail", args=[state.pk])
+
     def _summary(self, state: ImportState):
         if self.verbosity:
             self.stdout.write(
@@ -144,11 +202,14 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
             if state.rows_rejected:
                 self.stdout.write(
-                    f"Rejected rows and reasons: the import's error report (import #{state.pk})."
+                    f"Rejected rows and reasons: {self._page(state)} (error report), or "
+                    f"manage.py import_errors {state.pk} -o import-{state.pk}-errors.csv"
                 )
         if state.status == ImportStatus.COMPLETED:
             if self.verbosity:
-                self.stdout.write(self.style.SUCCESS(f"Import #{state.pk} completed."))
+                self.stdout.write(
+                    self.style.SUCCESS(f"Import #{state.pk} completed: {self._page(state)}")
+                )
         elif state.status == ImportStatus.CANCELLED:
             self.stdout.write(
                 self.style.WARNING(
@@ -157,13 +218,18 @@ class Command(BaseCommand):
                 )
             )
             sys.exit(3)
+        elif state.error_kind == FailureKind.FILE:
+            raise CommandError(
+                f"{state.error} Fix the file, then run the command again: "
+                "it imports the file from the start."
+            )
         else:
             raise CommandError(state.error or f"Import #{state.pk} {state.status}.")
 
-    def _reconnect(self):
-        with contextlib.suppress(DatabaseError):
+    def _reconnect(self, wait: float = 1):
+        with contextlib.suppress(Exception):
             connection.close()
-        time.sleep(1)
+        time.sleep(wait)
 
     # --- worker ---------------------------------------------------------------------------
     def run_worker(self, *, poll: float, once: bool):
@@ -183,7 +249,12 @@ class Command(BaseCommand):
                     break
                 self.stop.wait(poll)
                 continue
-            self._work_on(*claimed)
+            try:
+                self._work_on(*claimed)
+            except StopNow:
+                # A worker's stop is not a decision about the import: back to the queue.
+                self._stopped_now(*claimed, status=ImportStatus.QUEUED)
+                break
         if self.verbosity:
             self.stdout.write("Import worker stopped.")
 
@@ -209,10 +280,11 @@ class Command(BaseCommand):
             return
         except Exception as exc:  # noqa: BLE001 - one broken import must not stop the worker
             self.stderr.write(f"Import #{state.pk} failed: {exc!r}")
-            services.import_fail(state, lease, f"Internal error: {type(exc).__name__}: {exc}")
+            message = f"Internal error: {type(exc).__name__}: {exc}"
+            leases.fail(state, lease, message, kind=FailureKind.TRANSIENT)
             return
         if state.status == ImportStatus.RUNNING:  # SIGTERM: hand it back to the queue
-            services.import_release(state, lease, status=ImportStatus.QUEUED)
+            leases.release(state, lease, status=ImportStatus.QUEUED)
             self.stdout.write(f"Import #{state.pk} paused at {state.percent:.1f}%; it will resume.")
         elif self.verbosity:
             self.stdout.write(

@@ -1,0 +1,284 @@
+"""Every status change of an import, in one place.
+
+    queue ──claim──> running ──complete──> completed
+      ^                │  │──fail───────> failed ──(transient: requeue)──┐
+      │                │  └──cancel / release(cancelled)──> cancelled ──┤
+      └──release(queued) / takeover / requeue ───────────────────────────┘
+
+The engine, the services and the `run_import` command change an import's
+status only through these functions. Two database facts make them safe with
+any number of web processes and workers:
+
+- `one_running_import` and `one_active_import_per_file` (unique constraints on
+  the model): one import runs at a time, and a file is queued or running at
+  most once, whatever races (an IntegrityError here is a refusal, not a 500).
+- The lease (fencing token), bumped on every claim. A worker's writes are
+  guarded by the lease it claimed with (`checkpoint` is the first statement of
+  every batch transaction and locks the import's row), so a worker whose import
+  was taken over or cancelled cannot commit another batch: it gets LeaseLost.
+
+Running time: every claim adds the previous run (start to last heartbeat) to
+`earlier_runs_seconds` and starts a new one; every end of a run writes a last
+heartbeat. Time spent queued or cancelled is never counted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from customerpanel.errors import ApplicationError
+
+from .models import ACTIVE_STATUSES, RESUMABLE_STATUSES, FailureKind, ImportState, ImportStatus
+
+
+class LeaseLost(Exception):
+    """Another worker took the import over, or someone cancelled it."""
+
+
+# --- Workers ---------------------------------------------------------------------------
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child not yet reaped is a zombie: dead for our purposes
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def holder_alive(state: ImportState) -> bool:
+    """Is the worker holding this running import still at work?"""
+    if not state.worker or state.is_stale():
+        return False
+    host, _, pid = state.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        # Same machine: a dead process is known at once, no need to wait for staleness.
+        return int(pid) == os.getpid() or _pid_alive(int(pid))
+    return True
+
+
+def _refresh(state: ImportState) -> ImportState:
+    state.refresh_from_db()
+    return state
+
+
+def _already_active(source_path: str, *, name: str, exclude: int | None = None) -> ApplicationError:
+    other = ImportState.objects.for_source(source_path).active().exclude(pk=exclude).first()
+    where = f" as import #{other.pk}" if other else ""
+    status = other.status if other else "queued or running"
+    return ApplicationError(f"{name} is already {status}{where}.", code="conflict")
+
+
+# --- Queue ------------------------------------------------------------------------------
+def queue(*, source_path: str, original_name: str, **fields) -> ImportState:
+    """A new queued import; refused (409) while the same file is queued or running."""
+    try:
+        with transaction.atomic():
+            return ImportState.objects.create(
+                status=ImportStatus.QUEUED,
+                source_path=source_path,
+                original_name=original_name,
+                **fields,
+            )
+    except IntegrityError:
+        if not ImportState.objects.for_source(source_path).active().exists():
+            raise
+        raise _already_active(source_path, name=original_name) from None
+
+
+def requeue(state: ImportState) -> ImportState:
+    """A cancelled import, or one failed for a transient reason, queued again (resume)."""
+    if state.failed_on_file:
+        raise ApplicationError(
+            f"Import #{state.pk} failed on the file itself, so resuming it would fail "
+            f"again: {state.error} Fix the file, then import it again.",
+            code="conflict",
+        )
+    try:
+        with transaction.atomic():
+            changed = (
+                ImportState.objects.filter(pk=state.pk, status__in=RESUMABLE_STATUSES)
+                .exclude(status=ImportStatus.FAILED, error_kind=FailureKind.FILE)
+                .update(status=ImportStatus.QUEUED, finished_at=None, error="", error_kind="")
+            )
+    except IntegrityError:
+        raise _already_active(
+            state.source_path, name=state.original_name, exclude=state.pk
+        ) from None
+    _refresh(state)
+    if not changed:
+        raise ApplicationError(
+            f"Import #{state.pk} is {state.status}: only failed or cancelled "
+            "imports can be resumed.",
+            code="conflict",
+        )
+    return state
+
+
+# --- Claim and take over ----------------------------------------------------------------
+def _start(state: ImportState, worker: str, *, from_statuses) -> tuple[ImportState, int] | None:
+    """Start a run of `state` (as read, lease included) for `worker`; None if we lost a race."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            changed = ImportState.objects.filter(
+                pk=state.pk, lease=state.lease, status__in=from_statuses
+            ).update(
+                status=ImportStatus.RUNNING,
+                worker=worker,
+                lease=F("lease") + 1,
+                started_at=Coalesce("started_at", now),
+                # The previous run (a dead worker's too) ended at its last heartbeat.
+                earlier_runs_seconds=state.running_seconds(),
+                run_started_at=now,
+                heartbeat_at=now,
+                finished_at=None,
+                error="",
+                error_kind="",
+            )
+    except IntegrityError:  # another import became `running` first
+        return None
+    if changed != 1:
+        return None
+    _refresh(state)
+    return state, state.lease
+
+
+def claim_next(worker: str) -> tuple[ImportState, int] | None:
+    """The import this worker should run now, FIFO; a dead worker's import is taken over first."""
+    with transaction.atomic():
+        running = ImportState.objects.select_for_update().running().first()
+        if running is not None:
+            if running.worker != worker and holder_alive(running):
+                return None
+            return _start(running, worker, from_statuses=[ImportStatus.RUNNING])
+        queued = ImportState.objects.queued_fifo().first()
+        if queued is None:
+            return None
+        return _start(queued, worker, from_statuses=[ImportStatus.QUEUED])
+
+
+def claim(state: ImportState, worker: str) -> tuple[ImportState, int]:
+    """Claim one given import now (the foreground command), if nothing else is running."""
+    with transaction.atomic():
+        running = ImportState.objects.select_for_update().running().first()
+        if running is not None and running.worker != worker and holder_alive(running):
+            where = "this import" if running.pk == state.pk else f"import #{running.pk}"
+            raise ApplicationError(
+                f"{where.capitalize()} ({running.original_name}) is being run by worker "
+                f"{running.worker}; try again when it is done.",
+                code="conflict",
+            )
+        if running is not None and running.pk != state.pk:
+            # Its worker died: hand it back to the queue, where a worker resumes it.
+            ImportState.objects.filter(pk=running.pk, lease=running.lease).update(
+                status=ImportStatus.QUEUED
+            )
+        _refresh(state)
+        claimed = _start(
+            state,
+            worker,
+            from_statuses=[ImportStatus.RUNNING, ImportStatus.QUEUED, *RESUMABLE_STATUSES],
+        )
+    if claimed is None:
+        if ImportState.objects.for_source(state.source_path).active().exclude(pk=state.pk).exists():
+            raise _already_active(state.source_path, name=state.original_name, exclude=state.pk)
+        raise ApplicationError(
+            f"Import #{state.pk} could not be started; try again.", code="conflict"
+        )
+    return claimed
+
+
+# --- While running (the worker holding the lease) ----------------------------------------
+def checkpoint(state: ImportState, lease: int, **fields) -> None:
+    """Write to our import only while we still hold it; lock its row for the transaction.
+
+    The engine calls it first in every batch transaction (locking the row, so a
+    cancel waits for the batch), then with the batch's checkpoint and counters.
+    """
+    fields.setdefault("heartbeat_at", timezone.now())
+    held = ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
+        **fields
+    )
+    if held != 1:
+        raise LeaseLost(f"import #{state.pk} is no longer ours (lease {lease})")
+    for name, value in fields.items():
+        setattr(state, name, value)
+
+
+def _end_run(state: ImportState, lease: int, status: str, **fields) -> None:
+    with transaction.atomic():
+        checkpoint(state, lease, status=status, **fields)
+
+
+def complete(state: ImportState, lease: int) -> None:
+    _end_run(
+        state,
+        lease,
+        ImportStatus.COMPLETED,
+        finished_at=timezone.now(),
+        bytes_processed=state.file_size,
+        error="",
+        error_kind="",
+    )
+
+
+def fail(state: ImportState, lease: int, message: str, *, kind: str) -> None:
+    """The run stops for good: the full message is kept, and the worker stays named on it."""
+    _end_run(
+        state,
+        lease,
+        ImportStatus.FAILED,
+        finished_at=timezone.now(),
+        error=message,
+        error_kind=kind,
+    )
+
+
+def release(state: ImportState, lease: int, *, status: str) -> None:
+    """Give a paused import back: queued (a worker resumes it) or cancelled (resume by hand)."""
+    if status not in (ImportStatus.QUEUED, ImportStatus.CANCELLED):
+        raise ValueError(f"an import is released as queued or cancelled, not {status}")
+    finished = timezone.now() if status == ImportStatus.CANCELLED else None
+    try:
+        _end_run(state, lease, status, finished_at=finished)
+    finally:
+        _refresh(state)
+
+
+# --- By people ---------------------------------------------------------------------------
+def cancel(state: ImportState) -> ImportState:
+    """Stop a queued or running import; committed rows stay, and it can be resumed."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Waits for a running batch's transaction (it holds the row): the batch in
+        # flight commits or not as a whole, and the worker's next batch is fenced out.
+        current = ImportState.objects.select_for_update().filter(pk=state.pk).first()
+        changed = 0
+        if current is not None and current.status in ACTIVE_STATUSES:
+            fields = {"status": ImportStatus.CANCELLED, "finished_at": now}
+            if current.status == ImportStatus.RUNNING:
+                fields["heartbeat_at"] = now  # its run ends now
+            changed = ImportState.objects.filter(
+                pk=state.pk, lease=current.lease, status=current.status
+            ).update(**fields)
+    _refresh(state)
+    if not changed:
+        raise ApplicationError(
+            f"Import #{state.pk} is {state.status}: nothing to cancel.", code="conflict"
+        )
+    return state
