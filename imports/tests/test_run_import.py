@@ -217,3 +217,143 @@ def test_sigterm_finishes_the_batch_and_leaves_the_import_resumable(subprocess_e
     state.refresh_from_db()
     assert state.status == ImportStatus.COMPLETED
     assert Customer.objects.count() == 4000 == state.rows_created
+
+
+# --- Server files are not capped by the upload limit (defect 5) ---
+@pytest.mark.django_db
+def test_a_file_over_the_upload_limit_imports_from_the_command(sample, settings):
+    settings.IMPORT_MAX_UPLOAD_BYTES = 100
+    call_command("run_import", str(sample), verbosity=0)
+    assert ImportState.objects.get().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 55
+
+
+# --- A refused run leaves nothing behind (defect 7) ---
+@pytest.mark.django_db
+def test_a_refused_foreground_run_leaves_nothing_behind(sample, tmp_path, capsys):
+    other = write_csv(tmp_path / "other.csv", [row(1)])
+    running, _ = services.import_for_command(
+        other, restart=False, overwrite_manual=False, batch_size=10, worker="elsewhere:1"
+    )
+    busy = f"Import #{running.pk} .* is being run by worker elsewhere:1"
+    with pytest.raises(CommandError, match=busy):
+        call_command("run_import", str(sample), verbosity=0)
+    assert list(ImportState.objects.values_list("pk", "status")) == [
+        (running.pk, ImportStatus.RUNNING)
+    ]
+
+    # An earlier, cancelled import of the file: neither resumed nor restarted while refused.
+    earlier, _ = services.import_for_command(
+        sample, restart=False, overwrite_manual=False, batch_size=10
+    )
+    services.import_cancel(earlier)
+    before = sorted(ImportState.objects.values_list("pk", "status", "lease"))
+    for extra in ([], ["--restart"]):
+        with pytest.raises(CommandError, match=busy):
+            call_command("run_import", str(sample), *extra, verbosity=0)
+        assert sorted(ImportState.objects.values_list("pk", "status", "lease")) == before
+
+    # Queuing on purpose: the worker runs it later.
+    capsys.readouterr()
+    call_command("run_import", str(sample), "--queue")
+    assert ImportState.objects.get(pk=earlier.pk).status == ImportStatus.QUEUED
+    assert f"/imports/{earlier.pk}/" in capsys.readouterr().out
+    assert ImportState.objects.count() == 2
+
+
+# --- Where the rejected rows are (defect 14) ---
+@pytest.mark.django_db
+def test_the_summary_gives_the_page_and_import_errors_writes_the_report(
+    sample, tmp_path, capsys, client_logged_in
+):
+    call_command("run_import", str(sample), "--batch-size", "10")
+    state = ImportState.objects.get()
+    out = capsys.readouterr().out
+    assert f"/imports/{state.pk}/" in out
+    assert f"manage.py import_errors {state.pk} -o" in out
+
+    report = tmp_path / "errors.csv"
+    call_command("import_errors", str(state.pk), "-o", str(report))
+    assert f"Wrote 3 rejected rows of import #{state.pk} to {report}." in capsys.readouterr().out
+    download = client_logged_in.get(f"/imports/{state.pk}/errors.csv")
+    assert report.read_bytes() == b"".join(download.streaming_content)
+    assert report.read_text().count("\n") == 4  # the header and the 3 rejected rows
+
+    call_command("import_errors", str(state.pk))
+    assert capsys.readouterr().out.encode() == report.read_bytes()
+    with pytest.raises(CommandError, match="There is no import #999"):
+        call_command("import_errors", "999")
+
+
+# --- Stopping a foreground run (defect 11) ---
+def _start_slow_run(env, path):
+    """A foreground run that commits a batch of 20 rows every ~0.3 s."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", str(path), "--batch-size", "20"],
+        cwd=BASE_DIR,
+        env={**env, "IMPORT_PAUSE_AFTER_BATCH": "0.3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_rows(proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = ImportState.objects.first()
+        if state is not None and state.rows_processed > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no batch committed: {proc.communicate()}")
+
+
+@pytest.fixture
+def long_file(tmp_path):
+    return write_csv(tmp_path / "long.csv", [row(n) for n in range(1, 2001)])
+
+
+def test_ctrl_c_finishes_the_batch_and_leaves_the_import_cancelled(subprocess_env, long_file):
+    proc = _start_slow_run(subprocess_env, long_file)
+    _wait_for_rows(proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, out + err
+    assert "interrupted" in out and "run the same command again to resume" in out
+    state = ImportState.objects.get()
+    assert state.status == ImportStatus.CANCELLED
+    assert 0 < state.rows_processed < 2000 and state.rows_processed % 20 == 0
+    assert Customer.objects.count() == state.rows_created
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_at_once_and_leaves_the_import_cancelled(
+    subprocess_env, long_file, second
+):
+    proc = _start_slow_run(subprocess_env, long_file)
+    _wait_for_rows(proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # "Stopping after the current batch..."; then, impatient:
+    proc.send_signal(second)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, out + err
+    assert "Traceback" not in err, err
+    state = ImportState.objects.get()
+    assert state.status == ImportStatus.CANCELLED, (state.status, out, err)
+    assert state.finished_at is not None
+    committed = state.rows_processed
+    assert 0 < committed < 2000 and Customer.objects.count() == state.rows_created
+
+    # A person's stop is final: a worker does not take the import over.
+    worker = manage(subprocess_env, "run_import", "--worker", "--once", "--poll", "0.1")
+    assert worker.returncode == 0, worker.stderr
+    state.refresh_from_db()
+    assert (state.status, state.rows_processed) == (ImportStatus.CANCELLED, committed)
+
+    # Running the same command resumes it where it stopped.
+    resumed = manage(subprocess_env, "run_import", str(long_file), "--batch-size", "20")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming import" in resumed.stdout
+    state.refresh_from_db()
+    assert state.status == ImportStatus.COMPLETED
+    assert state.rows_created == Customer.objects.count() == 2000

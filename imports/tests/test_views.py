@@ -387,3 +387,45 @@ def test_error_report_streams_the_rejected_rows_with_formulas_neutralised(client
     assert "not a valid email address" in lines[1][2]
     assert lines[2][3].startswith("'=1+1,")
     assert not any(cell.startswith(("=", "+", "@")) for line in lines for cell in line)
+
+
+# --- After a file error: what to fix, and importing the replaced file (defect 12) ---
+def test_a_file_error_offers_to_import_the_replaced_file(client_logged_in, import_dir):
+    bad = import_dir / "people.csv"
+    bad.write_text("First Name,Last Name\nAnn,Lee\n")
+    state = services.import_enqueue_path("people.csv")
+    run_queue()
+    listing = client_logged_in.get(LIST).content.decode()
+    assert f'href="/imports/{state.pk}/#import-fix"' in listing
+    assert f'action="/imports/{state.pk}/resume/"' not in listing
+
+    refused = client_logged_in.post(f"/imports/{state.pk}/resume/", follow=True)
+    assert "failed on the file itself" in messages_of(refused)[0]
+
+    write_csv(bad, [row(1), row(2)])  # the operator fixes the file
+    response = client_logged_in.post(f"/imports/{state.pk}/again/", follow=True)
+    again = ImportState.objects.latest("id")
+    assert again.pk != state.pk and again.status == ImportStatus.QUEUED
+    assert response.redirect_chain[-1][0] == f"/imports/{again.pk}/"
+    run_queue()
+    again.refresh_from_db()
+    assert again.status == ImportStatus.COMPLETED and Customer.objects.count() == 2
+    assert ImportState.objects.get(pk=state.pk).status == ImportStatus.FAILED
+
+
+def test_an_uploaded_file_with_a_file_error_asks_for_a_corrected_upload(
+    client_logged_in, import_dir
+):
+    bad = SimpleUploadedFile("x.csv", b"Name\nAnn\n", content_type="text/csv")
+    client_logged_in.post("/imports/upload/", {"file": bad})
+    state = ImportState.objects.get()
+    run_queue()
+    html = client_logged_in.get(f"/imports/{state.pk}/").content.decode()
+    assert "Upload the corrected file" in html and "Resume import" not in html
+
+
+def test_the_same_file_twice_is_refused_with_a_message(client_logged_in, sample):
+    first = services.import_enqueue_path("sample.csv")
+    again = client_logged_in.post("/imports/from-folder/", {"name": "sample.csv"}, follow=True)
+    assert messages_of(again) == [f"sample.csv is already queued as import #{first.pk}."]
+    assert ImportState.objects.count() == 1
