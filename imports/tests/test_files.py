@@ -9,7 +9,7 @@ import pytest
 from customers.models import Customer
 from imports import leases, services
 from imports.engine import run_import
-from imports.files import BLOCK, RecordedBytes, fingerprint
+from imports.files import BLOCK, fingerprint, open_recorded
 from imports.models import FailureKind, ImportState, ImportStatus
 from imports.tests.helpers import csv_text, row, write_csv
 
@@ -112,8 +112,7 @@ def test_rows_appended_during_a_run_are_left_for_the_next_import(tmp_path):
 def test_recorded_bytes_stop_at_the_recorded_size(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"ab\ncd\nef\n")
-    with path.open("rb") as fp:
-        seen = RecordedBytes(fp, 5)
+    with open_recorded(path, 5) as seen:
         assert seen.readline() == b"ab\n"
         assert seen.readline() == b"cd"
         assert seen.readline() == b""
