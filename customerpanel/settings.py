@@ -158,7 +158,8 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 # --- Imports ----------------------------------------------------------------
 # The only server-side folder whose CSV files may be imported by name.
 IMPORT_DIR = env.path("IMPORT_DIR", default=VAR_DIR / "imports")
-# Uploads stream to disk; anything larger is refused with a clear message.
+# Uploads stream to disk; anything larger is refused with a clear message. Files already
+# on the server (IMPORT_DIR, `run_import PATH`) import whatever their size.
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=5 * 1024**3)
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=10_000)
 # A record longer than this is rejected (one long line) or fails the job (an
