@@ -357,3 +357,28 @@ def test_a_second_signal_stops_at_once_and_leaves_the_import_cancelled(
     state.refresh_from_db()
     assert state.status == ImportStatus.COMPLETED
     assert state.rows_created == Customer.objects.count() == 2000
+
+
+def test_a_second_signal_to_the_worker_hands_the_import_back_to_the_queue(
+    subprocess_env, import_dir
+):
+    write_csv(import_dir / "long.csv", [row(n) for n in range(1, 2001)])
+    state = services.import_enqueue_path("long.csv")
+    ImportState.objects.filter(pk=state.pk).update(batch_size=20)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", "--worker", "--poll", "0.1"],
+        cwd=BASE_DIR,
+        env={**subprocess_env, "IMPORT_PAUSE_AFTER_BATCH": "0.3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_rows(proc)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, out + err
+    state.refresh_from_db()
+    assert state.status == ImportStatus.QUEUED, (state.status, out, err)
+    assert 0 < state.rows_processed < 2000 and Customer.objects.count() == state.rows_created

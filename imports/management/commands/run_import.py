@@ -84,18 +84,28 @@ class Command(BaseCommand):
         if options["worker"]:
             if options["path"]:
                 raise CommandError("Give either a PATH or --worker, not both.")
-            return self.run_worker(poll=options["poll"], once=options["once"])
+            try:
+                return self.run_worker(poll=options["poll"], once=options["once"])
+            except StopNow:
+                # A worker's stop is not a decision about the import: back to the queue.
+                self._release_own(status=ImportStatus.QUEUED)
+                self.stdout.write("Import worker stopped.")
+                return None
         if not options["path"]:
             raise CommandError("Give the CSV file to import, or --worker.")
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        return self.run_foreground(
-            Path(options["path"]),
-            batch_size=options["batch_size"],
-            overwrite_manual=options["overwrite_manual"],
-            restart=options["restart"],
-            queue=options["queue"],
-        )
+        try:
+            return self.run_foreground(
+                Path(options["path"]),
+                batch_size=options["batch_size"],
+                overwrite_manual=options["overwrite_manual"],
+                restart=options["restart"],
+                queue=options["queue"],
+            )
+        except StopNow:  # before or after the import loop: whatever we hold is cancelled
+            self._release_own(status=ImportStatus.CANCELLED)
+            raise CommandError("Stopped.") from None
 
     def _on_signal(self, signum, frame):
         if self.stop.is_set():  # a second signal: stop now; the checkpoint still holds
@@ -105,17 +115,22 @@ class Command(BaseCommand):
         self.stop.set()
         self.stderr.write("\nStopping after the current batch (Ctrl-C again to stop now)...")
 
-    def _stopped_now(self, state: ImportState, lease: int, *, status: str) -> None:
-        """After a second signal: leave the import `status` (the batch in flight rolled back)."""
+    def _release_own(self, *, status: str) -> None:
+        """After a second signal: leave our running import `status`, never `running`.
+
+        The batch in flight rolled back with its transaction. Found by worker
+        identity (host:pid), so it works wherever the signal landed, even
+        between a claim's commit and the first batch.
+        """
         for attempt in (1, 2):
             try:
-                leases.release(state, lease, status=status)
+                for state in ImportState.objects.running().filter(worker=self.worker):
+                    with contextlib.suppress(LeaseLost):  # cancelled or taken over meanwhile
+                        leases.release(state, state.lease, status=status)
                 return
-            except LeaseLost:
-                return  # cancelled or taken over meanwhile: not ours to change
             except Exception:
                 # The signal may have cut a database call short and left the connection
-                # unusable: a fresh one (the old session's transaction dies with it).
+                # unusable: use a fresh one (the old session's transaction dies with it).
                 self._reconnect(wait=0)
                 if attempt == 2:
                     raise
@@ -165,7 +180,7 @@ class Command(BaseCommand):
                     leases.release(state, lease, status=ImportStatus.CANCELLED)
                 break
             except StopNow:
-                self._stopped_now(state, lease, status=ImportStatus.CANCELLED)
+                self._release_own(status=ImportStatus.CANCELLED)
                 state.refresh_from_db()
                 break
             except services.ImportRefused as exc:
@@ -249,12 +264,7 @@ class Command(BaseCommand):
                     break
                 self.stop.wait(poll)
                 continue
-            try:
-                self._work_on(*claimed)
-            except StopNow:
-                # A worker's stop is not a decision about the import: back to the queue.
-                self._stopped_now(*claimed, status=ImportStatus.QUEUED)
-                break
+            self._work_on(*claimed)
         if self.verbosity:
             self.stdout.write("Import worker stopped.")
 
