@@ -36,7 +36,8 @@ from django.db import connection, transaction
 from . import leases
 from .crashpoints import batch_pause, crashpoint
 from .files import FileMissing, check_import_file, open_recorded
-from .leases import LeaseLost, checkpoint
+from .leases import LeaseLost as LeaseLost  # raised through checkpoint(); callers catch it
+from .leases import checkpoint
 from .models import RECENT_ROWS_KEPT, FailureKind, ImportRejection, ImportState
 from .reader import CsvSource, FatalImportError
 from .validation import CleanRecord, Rejection, Validator
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 # A batch also ends at this many bytes, so huge rows cannot grow it without bound.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
-
-__all__ = ["LeaseLost", "commit_chunk", "read_chunks", "run_import"]
 
 
 @dataclass(slots=True)
