@@ -382,3 +382,18 @@ def test_a_second_signal_to_the_worker_hands_the_import_back_to_the_queue(
     state.refresh_from_db()
     assert state.status == ImportStatus.QUEUED, (state.status, out, err)
     assert 0 < state.rows_processed < 2000 and Customer.objects.count() == state.rows_created
+
+
+def test_two_foreground_runs_at_once_the_refused_one_leaves_nothing(
+    subprocess_env, long_file, tmp_path
+):
+    other = write_csv(tmp_path / "other.csv", [row(n) for n in range(5000, 5010)])
+    first = _start_slow_run(subprocess_env, long_file)
+    _wait_for_rows(first)
+    second = manage(subprocess_env, "run_import", str(other))
+    assert second.returncode != 0
+    assert "is being run by worker" in second.stderr
+    assert not ImportState.objects.filter(source_path=str(other.resolve())).exists()
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert ImportState.objects.get().status == ImportStatus.CANCELLED
