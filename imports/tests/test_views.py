@@ -429,3 +429,31 @@ def test_the_same_file_twice_is_refused_with_a_message(client_logged_in, sample)
     again = client_logged_in.post("/imports/from-folder/", {"name": "sample.csv"}, follow=True)
     assert messages_of(again) == [f"sample.csv is already queued as import #{first.pk}."]
     assert ImportState.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_starts_from_the_page_queue_the_file_once(user, import_dir):
+    """Defect 6 on the pages: four browsers, each on its own thread and connection."""
+    import threading
+
+    write_csv(import_dir / "same.csv", [row(1)])
+    barrier = threading.Barrier(4)
+    landed: list[str] = []
+
+    def start():
+        try:
+            client = Client()
+            client.force_login(user)
+            barrier.wait(timeout=30)
+            response = client.post("/imports/from-folder/", {"name": "same.csv"})
+            landed.append(response["Location"])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    state = ImportState.objects.get()
+    assert sorted(landed) == sorted([f"/imports/{state.pk}/", LIST, LIST, LIST])
