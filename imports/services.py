@@ -47,6 +47,11 @@ class ImportFile:
     modified: datetime
 
 
+def _person(by_user):
+    """The user to record as having done something; None for the command line."""
+    return by_user if getattr(by_user, "is_authenticated", False) else None
+
+
 # --- Files -----------------------------------------------------------------------
 def import_dir() -> Path:
     return Path(settings.IMPORT_DIR).resolve()
@@ -136,7 +141,7 @@ def _enqueue(
             file_mtime=stat.st_mtime,
             overwrite_manual=overwrite_manual,
             batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
-            created_by=by_user if getattr(by_user, "is_authenticated", False) else None,
+            created_by=_person(by_user),
         )
 
 
@@ -245,7 +250,10 @@ def import_cancel(state: ImportState, *, by_user=None) -> ImportState:
     # Waits for a running batch's transaction (it holds the row): the batch in
     # flight commits or not as a whole, and the worker's next batch is fenced out.
     changed = ImportState.objects.filter(pk=state.pk, status__in=ACTIVE_STATUSES).update(
-        status=ImportStatus.CANCELLED, finished_at=timezone.now(), worker=""
+        status=ImportStatus.CANCELLED,
+        finished_at=timezone.now(),
+        worker="",
+        cancelled_by=_person(by_user),
     )
     state.refresh_from_db()
     if not changed:
@@ -278,7 +286,12 @@ def import_resume(state: ImportState, *, by_user=None) -> ImportState:
                 code="conflict",
             )
         changed = ImportState.objects.filter(pk=state.pk, status__in=RESUMABLE_STATUSES).update(
-            status=ImportStatus.QUEUED, finished_at=None, error="", worker=""
+            status=ImportStatus.QUEUED,
+            finished_at=None,
+            error="",
+            worker="",
+            resumed_by=_person(by_user),
+            resumed_at=timezone.now(),
         )
     state.refresh_from_db()
     if not changed:
