@@ -103,7 +103,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def get_deleted_objects(self, objs, request):
         # The default confirmation lists every selected row: up to millions with "select all".
-        count = objs.count() if hasattr(objs, "count") else len(objs)
+        count = len(objs) if isinstance(objs, list) else objs.count()
         perms_needed = set()
         if not self.has_delete_permission(request):
             perms_needed.add(self.opts.verbose_name)
