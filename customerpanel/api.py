@@ -10,13 +10,20 @@ from django.urls import Resolver404, ResolverMatch, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from customerpanel.throttling import ThrottleFirstMixin
 from customers.api import CustomerViewSet
 from imports.api import ImportViewSet
 
+
+class ApiRootView(ThrottleFirstMixin, APIRootView):
+    """The API's index page (GET /api/v1/)."""
+
+
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("imports", ImportViewSet, basename="import")
 

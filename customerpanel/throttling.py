@@ -23,3 +23,22 @@ class UserThrottle(_LiveRate, UserRateThrottle):
 
 class AnonThrottle(_LiveRate, AnonRateThrottle):
     pass
+
+
+class ThrottleFirstMixin:
+    """Check the rate limits before the permissions.
+
+    DRF checks permissions first, so a flood of calls without credentials would get a
+    401 each and never count against the anonymous rate. Throttled once per request.
+    """
+
+    _throttles_checked = False
+
+    def check_permissions(self, request) -> None:
+        self.check_throttles(request)
+        super().check_permissions(request)
+
+    def check_throttles(self, request) -> None:
+        if not self._throttles_checked:
+            self._throttles_checked = True
+            super().check_throttles(request)

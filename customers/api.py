@@ -8,6 +8,8 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from customerpanel.throttling import ThrottleFirstMixin
+
 from . import services
 from .models import IMPORTED_FIELDS, Customer
 
@@ -61,7 +63,7 @@ class CustomerSerializer(serializers.ModelSerializer):
         ]
 
 
-class CustomerViewSet(viewsets.ModelViewSet):
+class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
     """Customers, newest first. Every create or change here counts as a manual edit."""
 
     queryset = Customer.objects.select_related("manually_edited_by")

@@ -32,6 +32,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from customerpanel.throttling import ThrottleFirstMixin
+
 from . import services
 from .models import ROW_COUNTERS, ImportState
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
@@ -164,7 +166,7 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
     list=extend_schema(summary="List imports, newest first"),
     retrieve=extend_schema(summary="An import's progress snapshot"),
 )
-class ImportViewSet(viewsets.ReadOnlyModelViewSet):
+class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
     """CSV imports, newest first. Start one, follow its progress, cancel or resume it."""
 
     queryset = ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by")

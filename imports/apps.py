@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.apps import apps as global_apps
 from django.db.models.signals import post_migrate
 
 
-def _sync_roles(sender, *, apps, using, **kwargs) -> None:
+def _sync_roles(sender, *, using, apps=global_apps, **kwargs) -> None:
     from django.db import router
 
     from .roles import sync_roles
