@@ -419,3 +419,31 @@ def test_create_user_command_gives_the_role(role, capsys):
     assert not person.is_superuser
     out = capsys.readouterr().out
     assert "password:" in out
+
+
+# --- Who did what, as shown ---------------------------------------------------------------------
+def test_customer_page_and_api_show_who_edited_by_hand(client, world, make_user):
+    editor = make_user("edna", EDITOR)
+    customer_services.customer_update(world.customer, data={"city": "Kyiv"}, by_user=editor)
+    client.force_login(editor)
+    assert (
+        "Edited by hand by edna on"
+        in client.get(f"/customers/{world.customer.pk}/").content.decode()
+    )
+    api = APIClient()
+    api.force_authenticate(editor)
+    assert api.get(f"/api/v1/customers/{world.customer.pk}/").json()["manually_edited_by"] == "edna"
+
+
+def test_import_page_and_api_show_who_started_cancelled_and_resumed(client, world, make_user):
+    starter, canceller, resumer = (make_user(n, IMPORTER) for n in ("sam", "cat", "rey"))
+    state = import_services.import_enqueue_path("fresh.csv", by_user=starter)
+    client.force_login(canceller)
+    client.post(f"/imports/{state.pk}/cancel/")
+    api = APIClient()
+    api.force_authenticate(resumer)
+    body = api.post(f"/api/v1/imports/{state.pk}/resume/").json()
+    assert (body["started_by"], body["cancelled_by"], body["resumed_by"]) == ("sam", "cat", "rey")
+    import_services.import_cancel(state, by_user=canceller)
+    html = client.get(f"/imports/{state.pk}/").content.decode()
+    assert "by sam" in html and "by rey" in html and "by cat" in html
