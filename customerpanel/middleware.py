@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 
 class RejectNulQueryMiddleware:
@@ -22,7 +22,8 @@ class RejectNulQueryMiddleware:
             "\x00" in key or any("\x00" in value for value in values)
             for key, values in request.GET.lists()
         ):
-            return HttpResponseBadRequest(
-                "Query parameters must not contain NUL bytes.", content_type="text/plain"
-            )
+            message = "Query parameters must not contain NUL bytes."
+            if request.path.startswith("/api/"):  # the API answers JSON, errors included
+                return JsonResponse({"detail": message}, status=400)
+            return HttpResponseBadRequest(message, content_type="text/plain")
         return self.get_response(request)

@@ -41,7 +41,10 @@ class CustomerFilter(django_filters.FilterSet):
 
 class CustomerSerializer(serializers.ModelSerializer):
     manually_edited_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="Who made the last change by hand."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who made the last change by hand.",
     )
 
     class Meta:
