@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from customers.models import Customer
+from imports.roles import IMPORTER
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -29,8 +31,24 @@ def _empty_cache():
 
 
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user("staff", "staff@example.com", "pw-staff-123")
+def make_user(django_user_model):
+    """A user holding one role (a group from imports/roles.py); no role: no permission."""
+
+    def make(username: str, role: str | None = None, *, is_staff: bool = False, **fields):
+        person = django_user_model.objects.create_user(
+            username, f"{username}@example.com", f"pw-{username}-123", is_staff=is_staff, **fields
+        )
+        if role:
+            person.groups.add(Group.objects.get(name=role))
+        return person
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    """The person most tests act as: an Importer, who may do everything but administer."""
+    return make_user("staff", IMPORTER)
 
 
 @pytest.fixture

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
-from drf_spectacular.utils import extend_schema
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, ResolverMatch, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
-from rest_framework.decorators import api_view
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from customerpanel.errors import ApplicationError
+from customerpanel.throttling import ThrottleFirstMixin
 from customers.api import CustomerViewSet
 from imports.api import ImportViewSet
 
+
+class ApiRootView(ThrottleFirstMixin, APIRootView):
+    """The API's index page (GET /api/v1/)."""
+
+
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("imports", ImportViewSet, basename="import")
 
@@ -36,8 +44,28 @@ def exception_handler(exc, context):
     return drf_exception_handler(exc, context)
 
 
-@extend_schema(exclude=True)
-@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-def not_found(request, *args, **kwargs):
-    """Anything else under /api/ answers JSON like the rest of the API, not an HTML page."""
-    raise NotFound(f"No API endpoint at {request.path}.")
+@login_not_required
+@csrf_exempt
+def not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Anything else under /api/: JSON like the rest of the API, not an HTML page.
+
+    `/api/v1/customers` (no trailing slash) is sent on to `/api/v1/customers/` with a
+    308, which keeps the method and body, as APPEND_SLASH does for the pages (it cannot
+    here: this catch-all matches first). A plain Django view on purpose: the browsable
+    API's breadcrumbs list only DRF views, so `/api/` is not shown as "Not Found".
+    """
+    if not request.path.endswith("/"):
+        match = resolve_or_none(request.path + "/")
+        if match is not None and match.func is not not_found:
+            target = request.path + "/"
+            if request.META.get("QUERY_STRING"):
+                target += "?" + request.META["QUERY_STRING"]
+            return HttpResponsePermanentRedirect(target, preserve_request=True)
+    return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+
+
+def resolve_or_none(path: str) -> ResolverMatch | None:
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None

@@ -17,6 +17,11 @@ class CappedCountPaginator(Paginator):
     CAP = 10_000
 
     @cached_property
+    def is_capped(self) -> bool:
+        """More rows than counted: the templates then say "more than CAP", not a number."""
+        return self.count > self.CAP
+
+    @cached_property
     def count(self) -> int:
         query = self.object_list.values("pk").order_by()[: self.CAP + 1].query
         sql, params = query.sql_with_params()
@@ -70,12 +75,13 @@ class CustomerAdmin(admin.ModelAdmin):
     list_filter = [EditedByHandFilter, CountryFilter]
     search_fields = ["customer_id"]  # see get_search_results: one search rule for the project
     search_help_text = "Search name, email, company or customer id"
-    readonly_fields = ["manually_edited_at", "created_at", "updated_at"]
+    readonly_fields = ["manually_edited_at", "manually_edited_by", "created_at", "updated_at"]
     fields = [*IMPORTED_FIELDS, *readonly_fields]
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
     ordering = ["-id"]
+    actions = ["clear_manual_edit"]
 
     def get_search_results(self, request, queryset, search_term):
         return queryset.search(search_term), False
@@ -90,3 +96,29 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.customer_delete(obj, by_user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        # The bulk "Delete selected customers" action: through the service like every delete.
+        services.customer_delete_many(queryset, by_user=request.user)
+
+    def get_deleted_objects(self, objs, request):
+        # The default confirmation lists every selected row: up to millions with "select all".
+        count = len(objs) if isinstance(objs, list) else objs.count()
+        perms_needed = set()
+        if not self.has_delete_permission(request):
+            perms_needed.add(self.opts.verbose_name)
+        listed = [str(obj) for obj in objs[:100]]
+        if count > len(listed):
+            listed.append(f"and {count - len(listed):,} more")
+        return listed, {self.opts.verbose_name_plural: count}, perms_needed, []
+
+    @admin.action(
+        description="Let imports update the selected customers again (clear edited by hand)",
+        permissions=["change"],
+    )
+    def clear_manual_edit(self, request, queryset):
+        cleared = 0
+        for customer in queryset.edited(True).iterator():
+            services.customer_clear_manual_edit(customer, by_user=request.user)
+            cleared += 1
+        self.message_user(request, f"{cleared:,} customers are no longer marked as edited by hand.")

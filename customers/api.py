@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import django_filters
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from customerpanel.throttling import ThrottleFirstMixin
 
 from . import services
 from .models import IMPORTED_FIELDS, Customer
@@ -35,18 +40,39 @@ class CustomerFilter(django_filters.FilterSet):
 
 
 class CustomerSerializer(serializers.ModelSerializer):
+    manually_edited_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who made the last change by hand.",
+    )
+
     class Meta:
         model = Customer
-        fields = ["id", *IMPORTED_FIELDS, "manually_edited_at", "created_at", "updated_at"]
-        read_only_fields = ["id", "manually_edited_at", "created_at", "updated_at"]
+        fields = [
+            "id",
+            *IMPORTED_FIELDS,
+            "manually_edited_at",
+            "manually_edited_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "manually_edited_at",
+            "manually_edited_by",
+            "created_at",
+            "updated_at",
+        ]
 
 
-class CustomerViewSet(viewsets.ModelViewSet):
+class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
     """Customers, newest first. Every create or change here counts as a manual edit."""
 
-    queryset = Customer.objects.all()
+    queryset = Customer.objects.select_related("manually_edited_by")
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
+    action_permissions = {"clear_manual_edit": ["customers.change_customer"]}
 
     def perform_create(self, serializer):
         serializer.instance = services.customer_create(
@@ -60,3 +86,14 @@ class CustomerViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.customer_delete(instance, by_user=self.request.user)
+
+    @extend_schema(
+        summary="Clear the customer's edited-by-hand mark",
+        description="The next CSV import then updates this customer again.",
+        request=None,
+        responses={200: CustomerSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="clear-manual-edit")
+    def clear_manual_edit(self, request, pk=None):
+        customer = services.customer_clear_manual_edit(self.get_object(), by_user=request.user)
+        return Response(self.get_serializer(customer).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import reduce
 from operator import and_, or_
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Trim
@@ -78,6 +79,15 @@ class Customer(models.Model):
         blank=True,
         editable=False,
         help_text="Set when a person creates or changes the customer; imports then leave it alone.",
+    )
+    manually_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who made the last change by hand.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

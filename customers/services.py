@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import IMPORTED_FIELDS, Customer
@@ -20,7 +21,15 @@ log = logging.getLogger(__name__)
 EDITABLE_FIELDS = IMPORTED_FIELDS
 
 
-def _apply(customer: Customer, data: dict[str, Any]) -> None:
+def _person(by_user: AbstractBaseUser | AnonymousUser | None) -> AbstractBaseUser | None:
+    return by_user if getattr(by_user, "is_authenticated", False) else None
+
+
+def _apply(
+    customer: Customer,
+    data: dict[str, Any],
+    by_user: AbstractBaseUser | AnonymousUser | None,
+) -> None:
     unknown = set(data) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
@@ -29,6 +38,7 @@ def _apply(customer: Customer, data: dict[str, Any]) -> None:
             value = value.strip()
         setattr(customer, field, value)
     customer.manually_edited_at = timezone.now()
+    customer.manually_edited_by = _person(by_user)
     customer.full_clean()
 
 
@@ -37,7 +47,7 @@ def customer_create(
     *, data: dict[str, Any], by_user: AbstractBaseUser | AnonymousUser | None
 ) -> Customer:
     customer = Customer()
-    _apply(customer, data)
+    _apply(customer, data, by_user)
     customer.save()
     log.info("customer %s created by %s", customer.customer_id, by_user)
     return customer
@@ -50,7 +60,7 @@ def customer_update(
     data: dict[str, Any],
     by_user: AbstractBaseUser | AnonymousUser | None,
 ) -> Customer:
-    _apply(customer, data)
+    _apply(customer, data, by_user)
     customer.save()
     log.info("customer %s changed by %s", customer.customer_id, by_user)
     return customer
@@ -62,3 +72,25 @@ def customer_delete(
 ) -> None:
     log.info("customer %s deleted by %s", customer.customer_id, by_user)
     customer.delete()
+
+
+@transaction.atomic
+def customer_delete_many(
+    customers: QuerySet[Customer], *, by_user: AbstractBaseUser | AnonymousUser | None
+) -> int:
+    """Delete a selection (the admin's bulk action), in one statement whatever its size."""
+    deleted, _ = customers.delete()
+    log.info("%d customers deleted by %s (bulk)", deleted, by_user)
+    return deleted
+
+
+@transaction.atomic
+def customer_clear_manual_edit(
+    customer: Customer, *, by_user: AbstractBaseUser | AnonymousUser | None
+) -> Customer:
+    """Forget that a person edited the customer, so the next import updates it again."""
+    customer.manually_edited_at = None
+    customer.manually_edited_by = None
+    customer.save(update_fields=["manually_edited_at", "manually_edited_by", "updated_at"])
+    log.info("customer %s: edited-by-hand mark cleared by %s", customer.customer_id, by_user)
+    return customer

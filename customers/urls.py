@@ -12,4 +12,9 @@ urlpatterns = [
     path("customers/<int:pk>/", views.customer_detail, name="detail"),
     path("customers/<int:pk>/edit/", views.customer_update, name="update"),
     path("customers/<int:pk>/delete/", views.customer_delete, name="delete"),
+    path(
+        "customers/<int:pk>/clear-edited/",
+        views.customer_clear_manual_edit,
+        name="clear_manual_edit",
+    ),
 ]

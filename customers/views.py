@@ -9,10 +9,11 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from . import services
@@ -34,6 +35,7 @@ LIST_COLUMNS = (
 
 
 @require_GET
+@permission_required("customers.view_customer", raise_exception=True)
 @vary_on_headers("HX-Request")
 def customer_list(request: HttpRequest) -> HttpResponse:
     filters = CustomerFilterForm(request.GET)
@@ -60,12 +62,14 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@permission_required("customers.view_customer", raise_exception=True)
 def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    customer = get_object_or_404(Customer, pk=pk)
+    customer = get_object_or_404(Customer.objects.select_related("manually_edited_by"), pk=pk)
     return render(request, "customers/customer_detail.html", {"customer": customer})
 
 
 @require_http_methods(["GET", "POST"])
+@permission_required("customers.add_customer", raise_exception=True)
 def customer_create(request: HttpRequest) -> HttpResponse:
     form = CustomerForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -80,6 +84,7 @@ def customer_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@permission_required("customers.change_customer", raise_exception=True)
 def customer_update(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=pk)
     title = str(customer)  # before the form copies (maybe invalid) input onto the instance
@@ -100,6 +105,7 @@ def customer_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@permission_required("customers.delete_customer", raise_exception=True)
 def customer_delete(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(Customer, pk=pk)
     if request.method == "POST":
@@ -107,3 +113,12 @@ def customer_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Customer {customer} deleted.")
         return redirect("customers:list")
     return render(request, "customers/customer_confirm_delete.html", {"customer": customer})
+
+
+@require_POST
+@permission_required("customers.change_customer", raise_exception=True)
+def customer_clear_manual_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    services.customer_clear_manual_edit(customer, by_user=request.user)
+    messages.success(request, f"Customer {customer} is no longer marked as edited by hand.")
+    return redirect("customers:detail", pk=customer.pk)

@@ -25,6 +25,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -32,6 +33,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from customerpanel.errors import ApplicationError
+from customerpanel.throttling import ThrottleFirstMixin
 
 from . import services
 from .models import ROW_COUNTERS, ImportState
@@ -71,6 +73,15 @@ class ImportStateSerializer(serializers.ModelSerializer):
         source="is_resumable", help_text="Whether POST .../resume/ can continue it."
     )
     warnings = serializers.ListField(child=serializers.CharField())
+    started_by = serializers.SlugRelatedField(
+        source="created_by", slug_field="username", read_only=True, allow_null=True
+    )
+    cancelled_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    resumed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     recent_rows = RecentRowSerializer(
         many=True, help_text="The last rows written, newest first (partial while running)."
     )
@@ -103,6 +114,10 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "heartbeat_at",
+            "started_by",
+            "cancelled_by",
+            "resumed_by",
+            "resumed_at",
         ]
         read_only_fields = fields
 
@@ -146,13 +161,20 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
     list=extend_schema(summary="List imports, newest first"),
     retrieve=extend_schema(summary="An import's progress snapshot"),
 )
-class ImportViewSet(viewsets.ReadOnlyModelViewSet):
+class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
     """CSV imports, newest first. Start one, follow its progress, cancel or resume it."""
 
-    queryset = ImportState.objects.all()
+    queryset = ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by")
     serializer_class = ImportStateSerializer
     filterset_fields = ["status"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    # Importing over hand edits needs `imports.import_over_edits` as well (see create).
+    action_permissions = {
+        "create": ["imports.start_import"],
+        "cancel": ["imports.cancel_import"],
+        "resume": ["imports.resume_import"],
+        "errors": ["imports.view_importstate", "imports.download_error_report"],
+    }
 
     def initialize_request(self, request, *args, **kwargs):
         drf_request = super().initialize_request(request, *args, **kwargs)
@@ -189,6 +211,10 @@ class ImportViewSet(viewsets.ReadOnlyModelViewSet):
             )
         form = (ImportUploadSerializer if "file" in data else ImportFromFolderSerializer)(data=data)
         form.is_valid(raise_exception=True)
+        if form.validated_data["overwrite_manual"] and not request.user.has_perm(
+            "imports.import_over_edits"
+        ):
+            raise PermissionDenied("You may not import over customers edited by hand.")
         options = {
             "overwrite_manual": form.validated_data["overwrite_manual"],
             "by_user": request.user,

@@ -100,8 +100,11 @@ def queue(*, source_path: str, original_name: str, **fields) -> ImportState:
         raise _already_active(source_path, name=original_name) from None
 
 
-def requeue(state: ImportState) -> ImportState:
-    """A cancelled import, or one failed for a transient reason, queued again (resume)."""
+def requeue(state: ImportState, *, by=None) -> ImportState:
+    """A cancelled import, or one failed for a transient reason, queued again (resume).
+
+    `by` is the person who resumed it (None: the command line or a worker).
+    """
     if state.failed_on_file:
         raise ApplicationError(
             f"Import #{state.pk} failed on the file itself, so resuming it would fail "
@@ -113,7 +116,14 @@ def requeue(state: ImportState) -> ImportState:
             changed = (
                 ImportState.objects.filter(pk=state.pk, status__in=RESUMABLE_STATUSES)
                 .exclude(status=ImportStatus.FAILED, error_kind=FailureKind.FILE)
-                .update(status=ImportStatus.QUEUED, finished_at=None, error="", error_kind="")
+                .update(
+                    status=ImportStatus.QUEUED,
+                    finished_at=None,
+                    error="",
+                    error_kind="",
+                    resumed_by=by,
+                    resumed_at=timezone.now(),
+                )
             )
     except IntegrityError:
         raise _already_active(
@@ -261,8 +271,11 @@ def release(state: ImportState, lease: int, *, status: str) -> None:
 
 
 # --- By people ---------------------------------------------------------------------------
-def cancel(state: ImportState) -> ImportState:
-    """Stop a queued or running import; committed rows stay, and it can be resumed."""
+def cancel(state: ImportState, *, by=None) -> ImportState:
+    """Stop a queued or running import; committed rows stay, and it can be resumed.
+
+    `by` is the person who cancelled it (None: the command line).
+    """
     now = timezone.now()
     with transaction.atomic():
         # Waits for a running batch's transaction (it holds the row): the batch in
@@ -270,7 +283,7 @@ def cancel(state: ImportState) -> ImportState:
         current = ImportState.objects.select_for_update().filter(pk=state.pk).first()
         changed = 0
         if current is not None and current.status in ACTIVE_STATUSES:
-            fields = {"status": ImportStatus.CANCELLED, "finished_at": now}
+            fields = {"status": ImportStatus.CANCELLED, "finished_at": now, "cancelled_by": by}
             if current.status == ImportStatus.RUNNING:
                 fields["heartbeat_at"] = now  # its run ends now
             changed = ImportState.objects.filter(

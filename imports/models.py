@@ -116,14 +116,42 @@ class ImportState(models.Model):
     error_kind = models.CharField(max_length=16, choices=FailureKind.choices, blank=True)
     warnings = models.JSONField(default=list, blank=True)
     recent_rows = models.JSONField(default=list, blank=True)
+    # Who did what; empty for the command line (the server's operator) and the worker.
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name="started by",
     )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resumed_at = models.DateTimeField(null=True, blank=True)
 
     objects = ImportStateQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
+        # What the model permissions (view, add, change, delete) don't say; see imports/roles.py.
+        permissions = [
+            ("start_import", "Can start imports"),
+            ("import_over_edits", "Can import over customers edited by hand"),
+            ("cancel_import", "Can cancel imports"),
+            ("resume_import", "Can resume imports"),
+            ("download_error_report", "Can download error reports"),
+        ]
         indexes = [models.Index(fields=["status", "id"], name="import_status_id")]
         constraints = [
             # Only one import runs at a time, whatever the number of workers.

@@ -44,6 +44,11 @@ class ImportFile:
     modified: datetime
 
 
+def _person(by_user):
+    """The user to record as having done something; None for the command line."""
+    return by_user if getattr(by_user, "is_authenticated", False) else None
+
+
 # --- Files -----------------------------------------------------------------------
 def import_dir() -> Path:
     return Path(settings.IMPORT_DIR).resolve()
@@ -121,7 +126,7 @@ def _enqueue(
         file_digest=recorded.digest,
         overwrite_manual=overwrite_manual,
         batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
-        created_by=by_user if getattr(by_user, "is_authenticated", False) else None,
+        created_by=_person(by_user),
     )
 
 
@@ -258,7 +263,7 @@ def import_delete(state: ImportState) -> None:
 # --- Cancel and resume ---------------------------------------------------------------
 def import_cancel(state: ImportState, *, by_user=None) -> ImportState:
     """Stop a queued or running import; committed rows stay, and it can be resumed."""
-    return leases.cancel(state)
+    return leases.cancel(state, by=_person(by_user))
 
 
 def import_resume(state: ImportState, *, by_user=None) -> ImportState:
@@ -268,7 +273,7 @@ def import_resume(state: ImportState, *, by_user=None) -> ImportState:
             check_import_file(state)
         except FatalImportError as exc:  # the file is missing or changed
             raise ImportRefused(str(exc), code="conflict") from None
-    return leases.requeue(state)
+    return leases.requeue(state, by=_person(by_user))
 
 
 # --- Error report ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -62,6 +64,7 @@ def _page_key(request: HttpRequest) -> int | None:
 
 @require_GET
 @vary_on_headers("HX-Request")
+@permission_required("imports.view_importstate", raise_exception=True)
 def import_list(request: HttpRequest) -> HttpResponse:
     before = _page_key(request)
     # Keyset page, newest first: no COUNT(*), no OFFSET, whatever the history's length.
@@ -91,6 +94,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt  # CSRF is checked below, once the upload handlers are in place
 @require_POST
+@permission_required("imports.start_import", raise_exception=True)  # before the body is read
 def import_upload(request: HttpRequest) -> HttpResponse:
     # The CSRF check reads request.POST, which parses the upload: the size-limited
     # handlers must be installed before that, so the check runs inside.
@@ -111,6 +115,7 @@ def _import_upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@permission_required("imports.start_import", raise_exception=True)
 def import_from_folder(request: HttpRequest) -> HttpResponse:
     form = ImportFolderForm(request.POST)
     if not form.is_valid():
@@ -120,6 +125,10 @@ def import_from_folder(request: HttpRequest) -> HttpResponse:
 
 
 def _enqueue(request: HttpRequest, enqueue, source, form) -> HttpResponse:
+    if form.cleaned_data.get("overwrite_manual") and not request.user.has_perm(
+        "imports.import_over_edits"
+    ):
+        raise PermissionDenied("You may not import over customers edited by hand.")
     try:
         state = enqueue(
             source, overwrite_manual=form.cleaned_data["overwrite_manual"], by_user=request.user
@@ -142,8 +151,11 @@ def _started(request: HttpRequest, state: ImportState) -> HttpResponse:
 
 @require_GET
 @vary_on_headers("HX-Request")
+@permission_required("imports.view_importstate", raise_exception=True)
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    state = get_object_or_404(ImportState, pk=pk)
+    state = get_object_or_404(
+        ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by"), pk=pk
+    )
     context = {
         "state": state,
         # Lazy: only evaluated when the template's cached fragment is stale.
@@ -191,6 +203,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @require_POST
+@permission_required("imports.cancel_import", raise_exception=True)
 def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     state = get_object_or_404(ImportState, pk=pk)
     try:
@@ -207,6 +220,7 @@ def import_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("imports.resume_import", raise_exception=True)
 def import_resume(request: HttpRequest, pk: int) -> HttpResponse:
     state = get_object_or_404(ImportState, pk=pk)
     try:
@@ -221,6 +235,7 @@ def import_resume(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required("imports.start_import", raise_exception=True)
 def import_again(request: HttpRequest, pk: int) -> HttpResponse:
     """After a file error: a new import of the (fixed or replaced) file, from the start."""
     state = get_object_or_404(ImportState, pk=pk)
@@ -243,6 +258,7 @@ def _back(request: HttpRequest, state: ImportState) -> HttpResponse:
 
 
 @require_GET
+@permission_required("imports.download_error_report", raise_exception=True)
 def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     state = get_object_or_404(ImportState, pk=pk)
     return error_report_response(state)

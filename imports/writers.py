@@ -88,7 +88,7 @@ class PostgresWriter:
         )
         updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in DATA_FIELDS)
         if overwrite_manual:
-            updates += ", manually_edited_at = NULL"
+            updates += ", manually_edited_at = NULL, manually_edited_by_id = NULL"
         self.upsert_sql = (
             f"INSERT INTO {TABLE} AS c ({COLUMNS}, created_at, updated_at) "
             f"SELECT {COLUMNS}, now(), now() FROM {self.STAGING} "
@@ -189,7 +189,8 @@ class SqliteWriter:
         )
         sets = ", ".join(f"{f} = %s" for f in DATA_FIELDS)
         self.update_sql = (
-            f"UPDATE {TABLE} SET {sets}, manually_edited_at = NULL, updated_at = %s "
+            f"UPDATE {TABLE} SET {sets}, manually_edited_at = NULL, manually_edited_by_id = NULL, "
+            "updated_at = %s "
             "WHERE customer_id = %s"
         )
 

@@ -110,7 +110,7 @@ def test_open_edit_and_see_the_manual_edit_mark(page, expect, make_customer):
     expect(page).to_have_url(re.compile(rf"/customers/{customer.pk}/$"))
     expect(page.get_by_role("heading", name="Grace Hopper")).to_be_visible()
     expect(page.locator(".about")).to_contain_text("led to COBOL")
-    expect(page.get_by_text("Edited by hand on")).to_have_count(0)
+    expect(page.locator(".edited-mark")).to_have_count(0)
     shot(page, "detail")
 
     page.get_by_role("link", name="Edit").click()
@@ -131,7 +131,7 @@ def test_open_edit_and_see_the_manual_edit_mark(page, expect, make_customer):
     page.get_by_role("button", name="Save changes").click()
     expect(page).to_have_url(re.compile(rf"/customers/{customer.pk}/$"))
     expect(page.get_by_role("status")).to_contain_text("saved")
-    expect(page.get_by_text("Edited by hand on")).to_be_visible()
+    expect(page.get_by_text("Edited by hand by staff on")).to_be_visible()
     shot(page, "detail_edited")
     customer.refresh_from_db()
     assert customer.city == "Arlington"
@@ -151,7 +151,7 @@ def test_create_a_customer(page, expect):
     page.get_by_label("Subscription date").fill("2024-02-29")
     page.get_by_role("button", name="Create customer").click()
     expect(page.get_by_role("heading", name="Ada")).to_be_visible()
-    expect(page.get_by_text("Edited by hand on")).to_be_visible()
+    expect(page.get_by_text("Edited by hand by staff on")).to_be_visible()
     assert Customer.objects.get(customer_id="NEW-1").subscription_date.isoformat() == "2024-02-29"
 
 

@@ -24,6 +24,7 @@ def test_update_stamps_manual_edit(make_customer, user):
     customer.refresh_from_db()
     assert customer.city == "Paris"
     assert customer.manually_edited_at is not None
+    assert customer.manually_edited_by == user
 
 
 def test_update_validates(make_customer, user):
@@ -44,3 +45,29 @@ def test_delete(make_customer, user):
     customer = make_customer()
     services.customer_delete(customer, by_user=user)
     assert not Customer.objects.filter(customer_id=customer.customer_id).exists()
+
+
+def test_create_records_who(user):
+    customer = services.customer_create(
+        data={"customer_id": "WHO1", "email": "who@example.com"}, by_user=user
+    )
+    customer.refresh_from_db()
+    assert customer.manually_edited_by == user
+
+
+def test_clear_manual_edit_lets_imports_update_again(make_customer, user):
+    customer = services.customer_update(make_customer(), data={"city": "Rome"}, by_user=user)
+    services.customer_clear_manual_edit(customer, by_user=user)
+    customer.refresh_from_db()
+    assert customer.manually_edited_at is None and customer.manually_edited_by is None
+    assert customer.city == "Rome"
+    assert Customer.objects.edited(False).filter(pk=customer.pk).exists()
+
+
+def test_delete_many(make_customer, user, caplog):
+    kept, *_ = [make_customer() for _ in range(3)]
+    with caplog.at_level("INFO", logger="customers.services"):
+        deleted = services.customer_delete_many(Customer.objects.exclude(pk=kept.pk), by_user=user)
+    assert deleted == 2
+    assert list(Customer.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert "2 customers deleted by staff" in caplog.text

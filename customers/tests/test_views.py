@@ -320,7 +320,7 @@ def test_detail_shows_the_manual_edit_mark(client_logged_in, make_customer, user
     customer = services.customer_update(make_customer(), data={"city": "Oslo"}, by_user=user)
     body = client_logged_in.get(f"/customers/{customer.pk}/").content.decode()
     stamp = customer.manually_edited_at
-    assert "Edited by hand on" in body
+    assert "Edited by hand by staff on" in body
     assert f"{stamp.day} {stamp:%b %Y}" in body
 
 
@@ -353,7 +353,7 @@ def test_create_saves_through_the_service(client_logged_in, user):
     assert customer.about == "Line one\n\nLine three"
     body = response.content.decode()
     assert "created." in body and 'class="msg-success"' in body
-    assert "Edited by hand on" in body
+    assert "Edited by hand by staff on" in body
 
 
 def test_create_strips_whitespace(client_logged_in):
@@ -415,7 +415,7 @@ def test_edit_saves_and_stamps(client_logged_in, make_customer):
     assert customer.city == "Paris"
     assert customer.manually_edited_at is not None
     body = response.content.decode()
-    assert "saved." in body and "Edited by hand on" in body
+    assert "saved." in body and "Edited by hand by staff on" in body
 
 
 @pytest.mark.parametrize(

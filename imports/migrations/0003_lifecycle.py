@@ -17,7 +17,7 @@ def cancel_duplicate_active_imports(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("imports", "0001_initial"),
+        ("imports", "0002_permissions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -77,13 +77,16 @@ def test_reimport_is_idempotent(tmp_path):
     assert table_snapshot() == snapshot
 
 
-def test_overwrite_manual_imports_over_edits_and_clears_the_stamp(tmp_path, make_customer):
-    make_customer(customer_id="ID1", city="Quito", manually_edited_at=timezone.now())
+def test_overwrite_manual_imports_over_edits_and_clears_the_stamp(tmp_path, make_customer, user):
+    make_customer(
+        customer_id="ID1", city="Quito", manually_edited_at=timezone.now(), manually_edited_by=user
+    )
     state = run_file(write_csv(tmp_path / "a.csv", [row(1)]), overwrite_manual=True)
     assert state.rows_updated == 1
     customer = Customer.objects.get(customer_id="ID1")
     assert customer.city == "Lima"
     assert customer.manually_edited_at is None
+    assert customer.manually_edited_by is None
 
 
 def test_overwrite_manual_clears_the_stamp_even_when_values_are_equal(tmp_path):

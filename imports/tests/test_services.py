@@ -179,6 +179,21 @@ def test_cancel_and_resume(csv_in_dir):
         services.import_resume(state)
 
 
+def test_cancel_and_resume_record_who(csv_in_dir, make_user):
+    csv_in_dir()
+    starter, canceller, resumer = (make_user(n) for n in ("starter", "canceller", "resumer"))
+    state = services.import_enqueue_path("a.csv", by_user=starter)
+    services.import_cancel(state, by_user=canceller)
+    services.import_resume(state, by_user=resumer)
+    state.refresh_from_db()
+    assert (state.created_by, state.cancelled_by, state.resumed_by) == (
+        starter,
+        canceller,
+        resumer,
+    )
+    assert state.resumed_at is not None
+
+
 def test_resume_refuses_a_changed_file(csv_in_dir):
     path = csv_in_dir()
     state = services.import_enqueue_path("a.csv")
