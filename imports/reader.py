@@ -113,6 +113,7 @@ class _Lines:
 
     __slots__ = (
         "_carry",
+        "_chunk",
         "_eof",
         "_fp",
         "_max",
@@ -123,9 +124,10 @@ class _Lines:
         "record_offset",
     )
 
-    def __init__(self, fp: BinaryIO, max_bytes: int):
+    def __init__(self, fp: BinaryIO, max_bytes: int, chunk_size: int):
         self._fp = fp
         self._max = max_bytes
+        self._chunk = chunk_size
 
     def restart(self, offset: int, line: int) -> None:
         """Read on from byte `offset`, the start of a record on line `line` + 1."""
@@ -162,7 +164,7 @@ class _Lines:
 
     def _refill(self) -> bytes:
         while not self._eof:
-            chunk = self._fp.read(READ_CHUNK)
+            chunk = self._fp.read(self._chunk)
             if not chunk:
                 self._eof = True
                 break
@@ -201,18 +203,20 @@ class _RecordScanner:
     ends the record and `,"` opens the next quoted field.
     """
 
-    def __init__(self, fp: BinaryIO, offset: int):
+    def __init__(self, fp: BinaryIO, offset: int, chunk_size: int):
+        fp.seek(offset)
+        self.head = fp.read(RAW_HEAD_BYTES)
         fp.seek(offset)
         self.fp = fp
-        self.buf = fp.read(READ_CHUNK)
+        self.chunk_size = chunk_size
+        self.buf = fp.read(chunk_size)
         self.base = offset  # file offset of buf[0]
         self.pos = 0
 
     def measure(self) -> _Extent:
-        buf = self.buf
-        head = buf[:RAW_HEAD_BYTES]
+        head = self.head
         breaks = 0
-        quoted = buf[:1] == b'"'
+        quoted = self.buf[:1] == b'"'
         self.pos = 1 if quoted else 0
         while True:
             buf, pos = self.buf, self.pos
@@ -251,7 +255,7 @@ class _RecordScanner:
 
     def _more(self) -> bool:
         """Drop the bytes before `pos` and read the next chunk; False at the end of the file."""
-        chunk = self.fp.read(READ_CHUNK)
+        chunk = self.fp.read(self.chunk_size)
         if not chunk:
             return False
         self.base += self.pos
@@ -306,9 +310,10 @@ def sniff(head: bytes) -> None:
 class CsvSource:
     """One CSV file on disk: its header, then its records from any checkpoint."""
 
-    def __init__(self, fp: BinaryIO, *, max_row_bytes: int):
+    def __init__(self, fp: BinaryIO, *, max_row_bytes: int, chunk_size: int = READ_CHUNK):
         self.fp = fp
         self.max_row_bytes = max_row_bytes
+        self.chunk_size = chunk_size  # bytes per read; tests make it tiny to hit every boundary
         # Bounded, never sys.maxsize; a field cannot outgrow its record anyway.
         csv.field_size_limit(max_row_bytes)
 
@@ -326,7 +331,7 @@ class CsvSource:
 
     def records(self, offset: int, line: int) -> Iterator[Record | BadRecord]:
         """Records from byte `offset`, which must be the start of a record on line `line` + 1."""
-        lines = _Lines(self.fp, self.max_row_bytes)
+        lines = _Lines(self.fp, self.max_row_bytes, self.chunk_size)
         lines.restart(offset, line)
         reader = csv.reader(lines, strict=True)
         while True:
@@ -357,7 +362,7 @@ class CsvSource:
         it is measured again from its first byte; the line source restarts
         where it ends, never inside one of its quoted fields.
         """
-        extent = _RecordScanner(self.fp, start).measure()
+        extent = _RecordScanner(self.fp, start, self.chunk_size).measure()
         size = extent.end_offset - start
         if not extent.closed:
             if size > self.max_row_bytes:
