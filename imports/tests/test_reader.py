@@ -1,10 +1,19 @@
 """The reader alone: byte offsets, encodings, header rules, bounded memory. No database."""
 
 import io
+import tracemalloc
 
 import pytest
 
-from imports.reader import BadRecord, CsvSource, FatalImportError, Record
+from imports.reader import (
+    RAW_KEPT_CHARS,
+    READ_CHUNK,
+    BadRecord,
+    CsvSource,
+    FatalImportError,
+    Record,
+    report_raw,
+)
 from imports.tests.helpers import HEADER, csv_text, row
 
 LIMIT = 64 * 1024
@@ -306,6 +315,9 @@ SKIPPED = {
     "bad_utf8": b'2,ID2,Jos\xe9,"two\nlines"\n',
     "nul_byte": b"2,ID2,A\x00nn\r",
     "too_long_at_a_cr_line_end": body(row(2, about_customer="x" * (LIMIT + 10)), newline="\r"),
+    "malformed_with_escaped_quotes": b'2,"ID2"x,"a ""b"",\nc"\n',
+    "malformed_with_crlf_in_quotes": b'2,"ID2"x,"two\r\nlines",""\r\n',
+    "malformed_quoted_first_field": b'"2,x\nID2"x,Ann\n',
 }
 
 
@@ -367,3 +379,52 @@ def test_reads_of_any_size_give_the_same_records():
             records = list(src.records(header.data_offset, header.data_line))
             assert outcomes(records) == expected, chunk_size
             assert [r.end_offset for r in records] == [r.end_offset for r in all_records(data)[1]]
+
+
+def test_a_malformed_last_record_that_ends_with_a_closing_quote():
+    data = csv_text([row(1)]).encode() + b'2,"ID2"x,"the end"'
+    for chunk_size in (1, 4, READ_CHUNK):
+        src = CsvSource(io.BytesIO(data), max_row_bytes=LIMIT, chunk_size=chunk_size)
+        header = src.read_header()
+        records = list(src.records(header.data_offset, header.data_line))
+        assert [r.line for r in records] == [2, 3]
+        assert "malformed CSV quoting" in records[1].reason
+        assert records[1].end_offset == len(data)
+
+
+def test_the_limit_is_the_same_for_records_csv_gives_up_on():
+    start = csv_text([row(1)]).encode()
+    malformed = b'2,"ID2"x,"' + b"m" * (LIMIT - 12) + b'"\n'
+    assert len(malformed) == LIMIT
+    _, records = all_records(start + malformed + malformed[:1] + malformed)
+    assert "malformed CSV quoting" in records[1].reason
+    assert records[2].reason == f"row is too large: {LIMIT + 1:,} bytes, the limit is {LIMIT:,}"
+    # A quote left open to the end of the file: a rejection up to the limit, fatal past it.
+    unclosed = b'2,ID2,"' + b"u" * (LIMIT - 7)
+    assert len(unclosed) == LIMIT
+    _, records = all_records(start + unclosed)
+    assert "never closed (it runs to the end of the file)" in records[1].reason
+    with pytest.raises(FatalImportError, match="Line 3: a quoted field is never closed"):
+        all_records(start + unclosed + b"u")
+
+
+def test_a_huge_line_is_skipped_in_bounded_memory():
+    data = csv_text([row(1)]).encode() + b"2,ID2," + b"x" * (20 * 1024 * 1024) + b"\n"
+    data += body(row(3))
+    src = source(data)
+    header = src.read_header()
+    tracemalloc.start()
+    try:
+        records = list(src.records(header.data_offset, header.data_line))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outcomes(records)[2] == (4, "ID3")
+    assert peak < 8 * READ_CHUNK  # a few reads held at once, not the 20 MB line
+
+
+def test_raw_text_is_cut_visibly_past_the_kept_length():
+    assert report_raw("a" * RAW_KEPT_CHARS) == "a" * RAW_KEPT_CHARS
+    cut = report_raw("a" * (RAW_KEPT_CHARS + 1))
+    assert len(cut) == RAW_KEPT_CHARS
+    assert cut.endswith("aaa … [cut: the row has 4,097 characters]")
