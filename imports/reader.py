@@ -227,8 +227,11 @@ class _RecordScanner:
                     breaks += _line_breaks(buf, pos, stop)
                     self.pos = stop
                     if not self._more():
-                        end = self.base + len(self.buf)
-                        return _Extent(end, breaks, closed=q >= 0, head=head)
+                        buf = self.buf
+                        breaks += _line_breaks(buf, self.pos, len(buf))
+                        if buf.endswith((b"\n", b"\r")):
+                            breaks -= 1  # the file's last line break ends a line, starts none
+                        return _Extent(self.base + len(buf), breaks, closed=q >= 0, head=head)
                     continue
                 breaks += _line_breaks(buf, pos, q)
                 if buf[q + 1] == 0x22:  # "" is a quote character inside the field

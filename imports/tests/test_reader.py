@@ -1,6 +1,8 @@
 """The reader alone: byte offsets, encodings, header rules, bounded memory. No database."""
 
+import csv
 import io
+import random
 import tracemalloc
 
 import pytest
@@ -428,3 +430,41 @@ def test_raw_text_is_cut_visibly_past_the_kept_length():
     cut = report_raw("a" * (RAW_KEPT_CHARS + 1))
     assert len(cut) == RAW_KEPT_CHARS
     assert cut.endswith("aaa … [cut: the row has 4,097 characters]")
+
+
+REASONS = (
+    "row is too large: ",
+    "malformed CSV quoting: a closing quote must be followed by a comma or the end of the line",
+    "a quote opened in this row is never closed (it runs to the end of the file)",
+    "row contains a NUL byte",
+    "row is not valid UTF-8",
+    "line ",
+)
+
+
+def test_random_bytes_every_record_has_one_outcome_and_every_checkpoint_resumes_exactly():
+    rng = random.Random(9)
+    alphabet = [b"a", b"b", b",", b'"', b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b"\xc3\xa9"]
+    limit = csv.field_size_limit()
+    try:
+        for _ in range(400):
+            data = b"".join(rng.choices(alphabet, k=rng.randint(1, 60)))
+            src = CsvSource(io.BytesIO(data), max_row_bytes=24, chunk_size=rng.choice((1, 3, 64)))
+            try:
+                records = list(src.records(0, 0))
+            except FatalImportError as exc:
+                assert str(exc).startswith("Line ") and "never closed" in str(exc)
+                continue
+            for r in records:
+                assert isinstance(r, Record) or r.reason.startswith(REASONS), r.reason
+            ends = [r.end_offset for r in records]
+            assert ends == sorted(set(ends))
+            if records:
+                assert data[ends[-1] :].strip(b"\r\n") == b""  # nothing but blank lines left
+                read = data[: ends[-1]].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                assert records[-1].end_line == len(read.splitlines())
+            for i, r in enumerate(records):
+                rest = list(src.records(r.end_offset, r.end_line))
+                assert rest == records[i + 1 :], data
+    finally:
+        csv.field_size_limit(limit)
