@@ -121,7 +121,7 @@ class _Lines:
         "line",
         "offset",
         "problem",
-        "record_offset",
+        "record_limit",
     )
 
     def __init__(self, fp: BinaryIO, max_bytes: int, chunk_size: int):
@@ -132,24 +132,29 @@ class _Lines:
     def restart(self, offset: int, line: int) -> None:
         """Read on from byte `offset`, the start of a record on line `line` + 1."""
         self._fp.seek(offset)
-        self._pending: Iterator[bytes] = iter(())
+        self._pending: list[bytes] = []  # the lines of the last read, last line first
         self._carry = b""  # the start of a line whose end is not read yet
         self._eof = False
         self.offset = offset
         self.line = line
-        self.record_offset = offset  # where the record being read starts
+        self.start_record(offset)
         self.problem: tuple[int, str, bytes] | None = None  # (line, reason, the line)
+
+    def start_record(self, offset: int) -> None:
+        """The next line starts a record at byte `offset`: it may not run past the limit."""
+        self.record_limit = offset + self._max
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._pending, None)
-        if raw is None:
+        try:
+            raw = self._pending.pop()
+        except IndexError:
             raw = self._refill()
         self.offset += len(raw)
         self.line += 1
-        if self.offset - self.record_offset > self._max:
+        if self.offset > self.record_limit:
             raise _RecordTooLarge
         if b"\x00" in raw:
             self._note("contains a NUL byte", raw)
@@ -171,9 +176,10 @@ class _Lines:
             lines = (self._carry + chunk).splitlines(keepends=True)
             self._carry = b"" if lines[-1][-1:] == b"\n" else lines.pop()
             if lines:
-                self._pending = iter(lines)
-                return next(self._pending)
-            if self.offset + len(self._carry) - self.record_offset > self._max:
+                lines.reverse()
+                self._pending = lines
+                return lines.pop()
+            if self.offset + len(self._carry) > self.record_limit:
                 raise _RecordTooLarge  # one long line: stop before holding all of it
         if self._carry:
             raw, self._carry = self._carry, b""
@@ -339,7 +345,7 @@ class CsvSource:
         reader = csv.reader(lines, strict=True)
         while True:
             start, start_line = lines.offset, lines.line + 1
-            lines.record_offset = start
+            lines.start_record(start)
             lines.problem = None
             try:
                 row = next(reader)
