@@ -101,14 +101,16 @@ class _RecordTooLarge(Exception):
 class _Lines:
     """Iterator of decoded physical lines that counts bytes and lines consumed.
 
-    A class rather than a generator so that raising (record too large) aborts
-    only the current record: the csv reader resets itself on its next call.
-    Lines come from `bytes.splitlines` over 1 MiB reads, which breaks at LF,
-    CRLF and CR alone and nothing else; a CR at the end of a read waits for the
-    next byte, which may be its LF. A line with a NUL byte or invalid UTF-8 is
-    not raised but noted in `problem` and passed on (with U+FFFD for the bad
-    bytes): its record keeps its quotes and newlines, so it ends where it
-    really ends and is rejected as a whole.
+    A class rather than a generator: records() reads its counters after each
+    record, and restarts it after a record it rejects whole (the csv reader
+    resets itself on its next call). Lines come from `bytes.splitlines` over
+    reads of `chunk_size` bytes, which breaks at LF, CRLF and CR alone and
+    nothing else; a CR at the end of a read waits for the next byte, which may
+    be its LF. A line that would take the record past the limit raises
+    `_RecordTooLarge`, a long line before it is held whole. A line with a NUL
+    byte or invalid UTF-8 is not raised but noted in `problem` and passed on
+    (with U+FFFD for the bad bytes): its record keeps its quotes and newlines,
+    so it ends where it really ends and is rejected as a whole.
     """
 
     __slots__ = (
@@ -206,7 +208,7 @@ class _RecordScanner:
 
     Follows csv's rules (double quotes, and like csv without `strict`, a quote
     inside an unquoted field or after a closing quote is plain text) with
-    `find` and one regex over 1 MiB reads: a quote opens a field only at the
+    `find` and one regex over reads of `chunk_size` bytes: a quote opens a field only at the
     start of one; inside quotes only a quote matters; outside them, a line break
     ends the record and `,"` opens the next quoted field.
     """
@@ -382,12 +384,12 @@ class CsvSource:
                     f"file, past the row limit of {self.max_row_bytes:,} bytes; fix the quote "
                     "and import again."
                 )
-            reason = "a quote opened in this row is never closed (it runs to the end of the file)"
+            reason = "row opens a quote that is never closed (it runs to the end of the file)"
         elif size > self.max_row_bytes:
             reason = f"row is too large: {size:,} bytes, the limit is {self.max_row_bytes:,}"
         else:
             reason = (
-                "malformed CSV quoting: a closing quote must be followed by a comma "
+                "row has malformed CSV quoting: a closing quote must be followed by a comma "
                 "or the end of the line"
             )
         end_line = line + extent.line_breaks

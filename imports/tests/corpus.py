@@ -282,7 +282,7 @@ CASES = [
         _unclosed_quote_to_end,
         COMPLETED,
         created=3,
-        rejected={5: "a quote opened in this row is never closed"},
+        rejected={5: "row opens a quote that is never closed"},
         note="under IMPORT_MAX_ROW_BYTES the rest of the file is that one rejected record",
     ),
     Case(

@@ -434,8 +434,8 @@ def test_raw_text_is_cut_visibly_past_the_kept_length():
 
 REASONS = (
     "row is too large: ",
-    "malformed CSV quoting: a closing quote must be followed by a comma or the end of the line",
-    "a quote opened in this row is never closed (it runs to the end of the file)",
+    "row has malformed CSV quoting: a closing quote must be followed by a comma or the end of",
+    "row opens a quote that is never closed (it runs to the end of the file)",
     "row contains a NUL byte",
     "row is not valid UTF-8",
     "line ",
