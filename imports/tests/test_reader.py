@@ -468,3 +468,23 @@ def test_random_bytes_every_record_has_one_outcome_and_every_checkpoint_resumes_
                 assert rest == records[i + 1 :], data
     finally:
         csv.field_size_limit(limit)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            b'"Customer Id"x,Email\r1,a@b.co\r',
+            "The header row has malformed CSV quoting: a closing quote must be followed by a "
+            "comma or the end of the line.",
+        ),
+        (
+            b'"Customer Id,Email\n1,a@b.co\n',
+            "The header row opens a quote that is never closed (it runs to the end of the file).",
+        ),
+    ],
+)
+def test_a_header_csv_cannot_read_fails_in_words_for_people(data, message):
+    with pytest.raises(FatalImportError) as failed:
+        source(data).read_header()
+    assert str(failed.value) == message
