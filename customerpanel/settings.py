@@ -187,8 +187,9 @@ IMPORT_DIR = env.path("IMPORT_DIR", default=VAR_DIR / "imports")
 # on the server (IMPORT_DIR, `run_import PATH`) import whatever their size.
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=5 * 1024**3)
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=10_000)
-# A record longer than this is rejected (one long line) or fails the job (an
-# unclosed quote swallowing the file); it also bounds the importer's memory.
+# A record larger than this (one long line, or a quoted field over many lines)
+# is rejected and the import goes on; a quote never closed past it fails the job.
+# It also bounds the importer's memory.
 IMPORT_MAX_ROW_BYTES = env.int("IMPORT_MAX_ROW_BYTES", default=1024 * 1024)
 # A running import whose heartbeat is older than this is taken over by a worker.
 IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)

@@ -16,9 +16,8 @@ from django.core.validators import validate_email
 
 from customers.models import IMPORTED_FIELDS, Customer
 
-from .reader import BadRecord, Header, Record
+from .reader import BadRecord, Header, Record, report_raw
 
-RAW_KEPT_CHARS = 4096
 MAX_LENGTHS = {
     name: Customer._meta.get_field(name).max_length
     for name in IMPORTED_FIELDS
@@ -60,10 +59,10 @@ class Rejection:
 
 
 def raw_text(fields: list[str]) -> str:
-    """The row as CSV text again, cut to a few KB for the error report."""
+    """The row as CSV text again, cut to a few KB (visibly) for the error report."""
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
-    return out.getvalue()[:RAW_KEPT_CHARS]
+    return report_raw(out.getvalue())
 
 
 def _check_date(value: str) -> str | None:
@@ -84,7 +83,7 @@ class Validator:
 
     def __call__(self, item: Record | BadRecord) -> CleanRecord | Rejection:
         if isinstance(item, BadRecord):
-            return Rejection(item.line, "", item.reason, item.raw[:RAW_KEPT_CHARS])
+            return Rejection(item.line, "", item.reason, item.raw)  # already bounded
         fields = item.fields
         if len(fields) != self.width:
             cid = self._customer_id(fields)

@@ -133,6 +133,36 @@ def _ten_megabyte_line() -> bytes:
     return good(1) + rows_csv(2, about_customer="x" * (10 * 1024 * 1024)) + rows_csv(3, 4)
 
 
+def _long_line_inside_a_quoted_field() -> bytes:
+    # Read from the line after the long one, `,"""` would open a quote over the next rows.
+    about = "starts here\n" + "x" * (2 * MAX_ROW_BYTES) + '\nthen, a quote at the end,"'
+    return good(1, 2, 3) + rows_csv(4, about_customer=about) + rows_csv(*range(5, 11))
+
+
+def _two_megabyte_field_over_20000_lines() -> bytes:
+    about = "\n".join(f"line {i:05} " + "y" * 90 for i in range(20_000))
+    return good(1) + rows_csv(2, about_customer=about) + rows_csv(3, 4)
+
+
+MULTILINE_ABOUT = "one\ntwo\r\nthree\rfour"
+
+
+def _cr_line_endings() -> bytes:
+    rows = [row(1), row(2, about_customer=MULTILINE_ABOUT), row(3)]
+    return csv_text(rows, newline="\r").encode()
+
+
+def _mixed_line_endings() -> bytes:
+    rows = [row(1), row(2, about_customer=MULTILINE_ABOUT), row(3), row(4)]
+    endings = ["\r\n", "\r", "\n"]
+    lines = [header().rstrip(b"\n")] + [body([r], newline="|").rstrip(b"|") for r in rows]
+    return b"".join(line + endings[i % 3].encode() for i, line in enumerate(lines))
+
+
+def _lone_cr_between_rows() -> bytes:
+    return good(1) + rows_csv(2).replace(b"\n", b"\r") + rows_csv(3)
+
+
 def _extra_and_missing_fields() -> bytes:
     return good(1) + body([[*row(2), "extra"], row(3)[:-2]]) + rows_csv(4)
 
@@ -252,7 +282,7 @@ CASES = [
         _unclosed_quote_to_end,
         COMPLETED,
         created=3,
-        rejected={5: "a quote opened in this row is never closed"},
+        rejected={5: "row opens a quote that is never closed"},
         note="under IMPORT_MAX_ROW_BYTES the rest of the file is that one rejected record",
     ),
     Case(
@@ -275,8 +305,27 @@ CASES = [
         _ten_megabyte_line,
         COMPLETED,
         created=3,
-        rejected={3: "row is longer than 1,048,576 bytes"},
+        rejected={3: "row is too large: 10,485,858 bytes, the limit is 1,048,576"},
     ),
+    Case(
+        "long_line_inside_a_quoted_field",
+        _long_line_inside_a_quoted_field,
+        COMPLETED,
+        created=9,
+        rejected={5: "row is too large: 2,097,"},
+        note="the rejected record ends where its quoted field ends; every record has an outcome",
+    ),
+    Case(
+        "two_megabyte_field_over_20000_lines",
+        _two_megabyte_field_over_20000_lines,
+        COMPLETED,
+        created=3,
+        rejected={3: "row is too large: 2,"},
+        note="a closed quote over the row limit rejects its record only",
+    ),
+    Case("cr_line_endings", _cr_line_endings, COMPLETED, created=3),
+    Case("mixed_line_endings", _mixed_line_endings, COMPLETED, created=4),
+    Case("lone_cr_between_rows", _lone_cr_between_rows, COMPLETED, created=3),
     Case(
         "extra_and_missing_fields",
         _extra_and_missing_fields,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+import tracemalloc
 
 import pytest
 
@@ -110,6 +111,29 @@ def _field_over_the_default_limit_is_imported_whole(state, path):
 
 def _rows_after_the_long_line_are_imported(state, path):
     assert customer_ids() == ["ID1", "ID3", "ID4"]
+    raw = state.rejections.get().raw  # the start of the row, visibly cut
+    assert raw.startswith("2,ID2,Ann,Lee2,") and len(raw) == 4096
+    assert raw.endswith("xxx … [cut: the row has 10,485,858 bytes]")
+
+
+def _every_record_after_the_long_line_has_its_outcome(state, path):
+    assert state.rows_processed == 10
+    assert customer_ids() == sorted(f"ID{n}" for n in (1, 2, 3, 5, 6, 7, 8, 9, 10))
+    assert state.rejections.get().raw.startswith('4,ID4,Ann,Lee4,"Acme, Inc",')
+
+
+def _the_import_goes_on_after_the_large_field(state, path):
+    assert (state.rows_processed, state.lines_processed) == (4, 20_004)
+    assert customer_ids() == ["ID1", "ID3", "ID4"]
+
+
+def _line_breaks_inside_quotes_are_kept(state, path):
+    assert Customer.objects.get(customer_id="ID2").about == corpus.MULTILINE_ABOUT
+    assert state.lines_processed == len(corpus.CASES_BY_NAME[path.stem].build().splitlines())
+
+
+def _the_malformed_row_is_kept_as_read(state, path):
+    assert state.rejections.get().raw == '2,"ID2"x,Ann,Lee'
 
 
 def _one_rejection_for_the_whole_multiline_record(state, path):
@@ -117,26 +141,34 @@ def _one_rejection_for_the_whole_multiline_record(state, path):
     assert state.rejections.get().raw.startswith("second line, caf\ufffd")
 
 
-def _unclosed_quote_fails_fast(state, path):
-    """...reading about one row's limit past the quote, not the whole file."""
-    assert path.stat().st_size > 50 * 1024 * 1024
+def _unclosed_quote_fails_in_one_pass_and_bounded_memory(state, path):
+    """...looking for the closing quote to the end of the file, once, a few reads at a time."""
+    size = path.stat().st_size
+    assert size > 50 * 1024 * 1024
     # The checkpoint stays just after row 1: where a resume would start.
     assert state.bytes_processed == len(corpus.good(1))
 
     class CountingFile(io.FileIO):
         bytes_read = 0
 
-        def readline(self, size=-1):
-            line = super().readline(size)
-            self.bytes_read += len(line)
-            return line
+        def read(self, size=-1):
+            data = super().read(size)
+            self.bytes_read += len(data)
+            return data
 
     with CountingFile(path) as fp:
         source = CsvSource(fp, max_row_bytes=corpus.MAX_ROW_BYTES)
         header = source.read_header()
-        with pytest.raises(FatalImportError, match="never closed"):
-            list(source.records(header.data_offset, header.data_line))
-        assert fp.bytes_read < 2 * corpus.MAX_ROW_BYTES  # not the 50 MB
+        tracemalloc.start()
+        try:
+            with pytest.raises(FatalImportError, match="never closed"):
+                list(source.records(header.data_offset, header.data_line))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert fp.bytes_read < size + 4 * corpus.MAX_ROW_BYTES
+    # csv's field buffer (4 bytes a character, up to the row limit) and a read or two.
+    assert peak < 12 * corpus.MAX_ROW_BYTES
 
 
 def _rows_before_the_quote_are_kept(state, path):
@@ -191,8 +223,13 @@ CLOSER_LOOKS = {
     "utf8_bom": _first_column_after_the_bom_is_matched,
     "field_over_csv_default_limit": _field_over_the_default_limit_is_imported_whole,
     "ten_megabyte_line": _rows_after_the_long_line_are_imported,
+    "long_line_inside_a_quoted_field": _every_record_after_the_long_line_has_its_outcome,
+    "two_megabyte_field_over_20000_lines": _the_import_goes_on_after_the_large_field,
+    "cr_line_endings": _line_breaks_inside_quotes_are_kept,
+    "mixed_line_endings": _line_breaks_inside_quotes_are_kept,
+    "malformed_quoting": _the_malformed_row_is_kept_as_read,
     "latin1_inside_a_multiline_record": _one_rejection_for_the_whole_multiline_record,
-    "unclosed_quote_near_start_of_50mb_file": _unclosed_quote_fails_fast,
+    "unclosed_quote_near_start_of_50mb_file": _unclosed_quote_fails_in_one_pass_and_bounded_memory,
     "unclosed_quote_after_good_rows": _rows_before_the_quote_are_kept,
     "hundred_thousand_bad_rows": _the_error_report_streams_every_rejection,
     "formula_cells": _formulas_are_text_and_neutralised_in_the_report,

@@ -55,6 +55,9 @@ def test_rejection_keeps_the_customer_id_when_there_is_one():
     assert check(row(5, email="bad")).customer_id == "ID5"
 
 
-def test_raw_row_is_cut_to_a_few_kb():
-    result = check(row(1, email="bad", about_customer="z" * 100_000))
+def test_raw_row_is_cut_to_a_few_kb_visibly():
+    fields = row(1, email="bad", about_customer="z" * 100_000)
+    result = check(fields)
     assert len(result.raw) == 4096
+    whole = len(",".join(fields)) + 2  # "Acme, Inc" is quoted
+    assert result.raw.endswith(f"zzz … [cut: the row has {whole:,} characters]")
