@@ -43,7 +43,7 @@ serve:
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Customer Panel on http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	nice -n 10 $(PY) manage.py run_import --worker & \
 	$(VENV)/bin/gunicorn customerpanel.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
 	  --workers 2 --threads 8 --timeout 120 --access-logfile - & \
