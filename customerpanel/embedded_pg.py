@@ -132,7 +132,12 @@ class Cluster:
             pid = int(lines[0])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, IndexError):
+        except PermissionError as exc:
+            raise EmbeddedPostgresError(f"cannot read {lock}: {exc.strerror}") from None
+        except (ValueError, IndexError):
+            # Empty or cut short: a server writing it right now, or a crash while it did.
+            if time.time() - lock.stat().st_mtime < 10:
+                return None
             pid = 0
         if pid > 0 and self._is_our_postmaster(pid):
             return pid

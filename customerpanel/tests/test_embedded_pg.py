@@ -132,6 +132,16 @@ def test_a_lock_file_naming_another_live_process_is_stale(cluster):
         other.wait()
 
 
+def test_an_empty_lock_file_of_a_crash_during_start_is_stale(cluster):
+    cluster.start()
+    cluster.stop()
+    lock = cluster.data / "postmaster.pid"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    cluster.start()
+    assert cluster.pid()
+
+
 def test_a_port_in_use_is_one_clear_line_and_no_server(cluster):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
