@@ -179,6 +179,12 @@ class Cluster:
             )
         if port is not None and port_in_use(port):
             raise EmbeddedPostgresError(f"port {port} on {HOST} is already in use")
+        if (self.data / "PG_VERSION").is_file() and not is_embedded(self.data):
+            # Never delete data this module did not make; a crash mid-initdb is rare enough.
+            raise EmbeddedPostgresError(
+                f"{self.data} holds a cluster not (fully) made by this tool; "
+                "move it away or choose another --dir"
+            )
         try:
             if not (self.data / "PG_VERSION").is_file():
                 self._initdb()

@@ -142,6 +142,14 @@ def test_an_empty_lock_file_of_a_crash_during_start_is_stale(cluster):
     assert cluster.pid()
 
 
+def test_a_cluster_it_did_not_make_is_left_alone(cluster):
+    cluster.data.mkdir(parents=True)
+    (cluster.data / "PG_VERSION").write_text("15\n")
+    with pytest.raises(EmbeddedPostgresError, match="holds a cluster not"):
+        cluster.start()
+    assert (cluster.data / "PG_VERSION").read_text() == "15\n"
+
+
 def test_a_port_in_use_is_one_clear_line_and_no_server(cluster):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
