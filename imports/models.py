@@ -254,8 +254,6 @@ class ImportState(models.Model):
 class ImportRejection(models.Model):
     """A data row that was not imported, with its line number and the reason."""
 
-    RAW_KEPT_CHARS = 4096
-
     import_state = models.ForeignKey(
         ImportState, on_delete=models.CASCADE, related_name="rejections"
     )

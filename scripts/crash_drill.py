@@ -5,6 +5,7 @@ dropped connection, then a comparison with an uninterrupted run.
     .venv/bin/python scripts/crash_drill.py                 # PostgreSQL (the default)
     .venv/bin/python scripts/crash_drill.py --rows 50000 --kills 5
     .venv/bin/python scripts/crash_drill.py --database-url sqlite:///var/drill.sqlite3
+    .venv/bin/python scripts/crash_drill.py --embedded      # a throwaway embedded PostgreSQL
 
 It uses its own database (created if missing), never the one the app runs on. The suite runs
 a shorter variant of the same drill (imports/tests/test_crash_drills.py).
@@ -42,10 +43,32 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="On a throwaway embedded PostgreSQL server instead of --database-url.",
+    )
+    parser.add_argument(
         "--no-db-faults", action="store_true", help="Skip the restart and the dropped connection."
     )
     args = parser.parse_args()
+    if not args.embedded:
+        return drill(args)
+    sys.path.insert(0, str(BASE_DIR))
+    from customerpanel import embedded_pg
 
+    cluster = embedded_pg.Cluster(Path(tempfile.mkdtemp(prefix="crash-drill-pg-")), throwaway=True)
+    try:
+        args.database_url = cluster.start().rsplit("/", 1)[0] + "/customerpanel_drill"
+        print(f"Embedded PostgreSQL {embedded_pg.server_version()} in {cluster.data}")
+        return drill(args)
+    except embedded_pg.EmbeddedPostgresError as exc:
+        print(f"embedded PostgreSQL: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+
+
+def drill(args: argparse.Namespace) -> int:
     postgres = args.database_url.startswith(("postgres://", "postgresql://"))
     if postgres:
         ensure_postgres_database(args.database_url)

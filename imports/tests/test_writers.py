@@ -33,6 +33,7 @@ def test_a_terminated_connection_is_a_django_database_error():
     with psycopg.connect(
         dbname=db["NAME"],
         user=db["USER"],
+        password=db["PASSWORD"] or None,
         host=db["HOST"] or "127.0.0.1",
         port=db["PORT"] or 5432,
         autocommit=True,
