@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from customers.models import Customer
-from imports import services
+from imports import leases, services
 from imports.engine import LeaseLost, run_import
 from imports.models import ImportRejection, ImportStatus
 from imports.tests.corpus import body
@@ -249,7 +249,7 @@ def test_resuming_after_each_rejected_record_gives_the_uninterrupted_result(tmp_
         state = run_import(state, lease, should_stop=lambda: True)
         runs += 1
         if state.status == ImportStatus.RUNNING:
-            services.import_release(state, lease, status=ImportStatus.QUEUED)
+            leases.release(state, lease, status=ImportStatus.QUEUED)
     assert runs == 7  # six batches, then the end of the file
     assert (state.rows_processed, state.rows_created, state.lines_processed) == (11, 6, 10013)
     assert list(state.rejections.values_list("line_number", "reason", "raw")) == expected
