@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from .columns import LABELS
 from .models import ACTIVE_STATUSES, RESUMABLE_STATUSES, ImportState, ImportStatus
 from .reader import FatalImportError, sniff
 
@@ -409,7 +410,7 @@ def import_fail(state: ImportState, lease: int, message: str) -> None:
 
 # --- Error report ----------------------------------------------------------------------------
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-ERROR_REPORT_HEADER = ["Line", "Customer Id", "Reason", "Row"]
+ERROR_REPORT_HEADER = ["Line", LABELS["customer_id"], "Reason", "Row"]
 
 
 def spreadsheet_safe(value: object) -> str:

@@ -13,6 +13,13 @@ counts outcomes without a query per row.
 
 SQLite: the database-wide write lock (IMMEDIATE transactions) serialises the
 batch against people's edits, so read, compare and write in Python is exact.
+
+Both write only the columns the file has (`fields`): a file without, say, First
+Name inserts new customers with an empty first name but never blanks an existing
+one, and "unchanged" compares the file's columns only. Both stamp every customer
+a row names with the import's id (`last_import`): a row whose customer already
+carries it repeats a Customer Id seen earlier in the file, which counts
+"duplicates in file" exactly across batches and resumes without a set in memory.
 """
 
 from __future__ import annotations
@@ -29,12 +36,11 @@ from django.utils import timezone
 from customers.models import IMPORTED_FIELDS
 
 from .crashpoints import crashpoint
+from .outcomes import CREATED, SKIPPED_MANUAL, UNCHANGED, UPDATED, WRITE_OUTCOMES
 from .validation import CleanRecord
 
-CREATED, UPDATED, UNCHANGED, SKIPPED = "created", "updated", "unchanged", "skipped_manual"
 TABLE = "customers_customer"
 COLUMNS = ", ".join(IMPORTED_FIELDS)
-DATA_FIELDS = IMPORTED_FIELDS[1:]
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -58,47 +64,72 @@ def copy_line(values: tuple) -> str:
 
 @dataclass
 class WriteResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped_manual: int = 0
+    # Rows per outcome name (created, updated, unchanged, skipped_manual).
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOME_NAMES, 0))
+    duplicates: int = 0  # rows whose customer this import had already stamped
     outcome: dict[str, str] = field(default_factory=dict)  # only for ids the caller asked about
 
     def add(self, other: WriteResult) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.skipped_manual += other.skipped_manual
+        for name, count in other.counts.items():
+            self.counts[name] += count
+        self.duplicates += other.duplicates
         self.outcome.update(other.outcome)
+
+
+_OUTCOME_NAMES = tuple(outcome.name for outcome in WRITE_OUTCOMES)
+
+
+def _data_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns an update may set: those the file has, in model order, but the key."""
+    present = set(fields)
+    missing = {"customer_id", "email"} - present
+    if missing:
+        raise ValueError(f"a writer needs customer_id and email (missing {sorted(missing)})")
+    return tuple(name for name in IMPORTED_FIELDS[1:] if name in present)
 
 
 class PostgresWriter:
     STAGING = "import_staging"
 
-    def __init__(self, connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        *,
+        overwrite_manual: bool,
+        fields: tuple[str, ...] = IMPORTED_FIELDS,
+        import_id: int | None = None,
+    ):
         self.connection = connection
         self.overwrite_manual = overwrite_manual
+        self.import_id = import_id
         self._staging_ready = False
         self._staging_dirty = False
-        changed = " OR ".join(f"c.{f} IS DISTINCT FROM EXCLUDED.{f}" for f in DATA_FIELDS)
+        data_fields = _data_fields(fields)
+        changed = " OR ".join(f"c.{f} IS DISTINCT FROM EXCLUDED.{f}" for f in data_fields)
         guard = (
             f"c.manually_edited_at IS NOT NULL OR {changed}"
             if overwrite_manual
             else f"c.manually_edited_at IS NULL AND ({changed})"
         )
-        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in DATA_FIELDS)
+        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in data_fields)
         if overwrite_manual:
             updates += ", manually_edited_at = NULL"
+        # New customers take every column (absent ones are empty); updates only the file's.
         self.upsert_sql = (
-            f"INSERT INTO {TABLE} AS c ({COLUMNS}, created_at, updated_at) "
-            f"SELECT {COLUMNS}, now(), now() FROM {self.STAGING} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, updated_at = EXCLUDED.updated_at "
+            f"INSERT INTO {TABLE} AS c ({COLUMNS}, last_import, created_at, updated_at) "
+            f"SELECT {COLUMNS}, %s::bigint, now(), now() FROM {self.STAGING} "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, "
+            "last_import = EXCLUDED.last_import, updated_at = EXCLUDED.updated_at "
             f"WHERE {guard} "
             "RETURNING c.customer_id, (c.xmax = 0) AS inserted"
         )
-        self.manual_sql = (
-            f"SELECT customer_id FROM {TABLE} "
-            "WHERE customer_id = ANY(%s) AND manually_edited_at IS NOT NULL"
+        self.seen_sql = (
+            f"SELECT count(*) FROM {TABLE} WHERE customer_id = ANY(%s) AND last_import = %s"
+        )
+        # Rows left alone (unchanged, edited by hand) are stamped too, and say which is which.
+        self.stamp_sql = (
+            f"UPDATE {TABLE} SET last_import = %s WHERE customer_id = ANY(%s) "
+            "RETURNING customer_id, manually_edited_at IS NOT NULL"
         )
 
     prepare_line = staticmethod(copy_line)
@@ -151,27 +182,30 @@ class PostgresWriter:
                 copy.write("".join([r.copy_line or copy_line(r.values) for r in records[:half]]))
                 crashpoint("mid_copy")
                 copy.write("".join([r.copy_line or copy_line(r.values) for r in records[half:]]))
-            cursor.execute(self.upsert_sql)
+            if self.import_id is not None:
+                # Before the upsert stamps them: which of these ids this import already read.
+                cursor.execute(self.seen_sql, [[r.customer_id for r in records], self.import_id])
+                result.duplicates = cursor.fetchone()[0]
+            cursor.execute(self.upsert_sql, [self.import_id])
             returned = cursor.fetchall()
             touched = set()
             for customer_id, inserted in returned:
                 touched.add(customer_id)
-                if inserted:
-                    result.created += 1
-                else:
-                    result.updated += 1
+                outcome = CREATED.name if inserted else UPDATED.name
+                result.counts[outcome] += 1
                 if customer_id in want:
-                    result.outcome[customer_id] = CREATED if inserted else UPDATED
+                    result.outcome[customer_id] = outcome
             untouched = [r.customer_id for r in records if r.customer_id not in touched]
-            if untouched and not self.overwrite_manual:
-                cursor.execute(self.manual_sql, [untouched])
-                skipped = {cid for (cid,) in cursor.fetchall()}
-                result.skipped_manual = len(skipped)
+            if untouched:
+                cursor.execute(self.stamp_sql, [self.import_id, untouched])
+                # With overwrite_manual every hand-edited row was touched: none is left here.
+                skipped = {cid for cid, manual in cursor.fetchall() if manual}
+                result.counts[SKIPPED_MANUAL.name] = len(skipped)
+                result.counts[UNCHANGED.name] = len(untouched) - len(skipped)
                 for customer_id in want & skipped:
-                    result.outcome[customer_id] = SKIPPED
-            result.unchanged = len(untouched) - result.skipped_manual
+                    result.outcome[customer_id] = SKIPPED_MANUAL.name
         for customer_id in want:
-            result.outcome.setdefault(customer_id, UNCHANGED)
+            result.outcome.setdefault(customer_id, UNCHANGED.name)
         return result
 
 
@@ -180,32 +214,45 @@ class SqliteWriter:
     WRITE_GAP = 0.03  # seconds without the write lock after each batch
     prepare_line = None
 
-    def __init__(self, connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        *,
+        overwrite_manual: bool,
+        fields: tuple[str, ...] = IMPORTED_FIELDS,
+        import_id: int | None = None,
+    ):
         self.connection = connection
         self.overwrite_manual = overwrite_manual
-        placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 2))
+        self.import_id = import_id
+        data_fields = _data_fields(fields)
+        # Positions (in IMPORTED_FIELDS order) an update writes and "unchanged" compares.
+        self.data_positions = [IMPORTED_FIELDS.index(name) for name in data_fields]
+        placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 3))
         self.insert_sql = (
-            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) VALUES ({placeholders})"
+            f"INSERT INTO {TABLE} ({COLUMNS}, last_import, created_at, updated_at) "
+            f"VALUES ({placeholders})"
         )
-        sets = ", ".join(f"{f} = %s" for f in DATA_FIELDS)
+        sets = ", ".join(f"{f} = %s" for f in data_fields)
         self.update_sql = (
-            f"UPDATE {TABLE} SET {sets}, manually_edited_at = NULL, updated_at = %s "
-            "WHERE customer_id = %s"
+            f"UPDATE {TABLE} SET {sets}, last_import = %s, manually_edited_at = NULL, "
+            "updated_at = %s WHERE customer_id = %s"
         )
+        self.stamp_sql = f"UPDATE {TABLE} SET last_import = %s WHERE customer_id = %s"
 
-    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, tuple]]:
-        found: dict[str, tuple[bool, tuple]] = {}
+    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, int | None, tuple]]:
+        found: dict[str, tuple[bool, int | None, tuple]] = {}
         for start in range(0, len(ids), self.CHUNK):
             chunk = ids[start : start + self.CHUNK]
             cursor.execute(
-                f"SELECT manually_edited_at IS NOT NULL, {COLUMNS} FROM {TABLE} "
+                f"SELECT manually_edited_at IS NOT NULL, last_import, {COLUMNS} FROM {TABLE} "
                 f"WHERE customer_id IN ({', '.join(['%s'] * len(chunk))})",
                 chunk,
             )
-            for manual, *values in cursor.fetchall():
+            for manual, stamp, *values in cursor.fetchall():
                 if isinstance(values[9], date):
                     values[9] = values[9].isoformat()
-                found[values[0]] = (bool(manual), tuple(values))
+                found[values[0]] = (bool(manual), stamp, tuple(values))
         return found
 
     def after_commit(self) -> None:
@@ -219,23 +266,30 @@ class SqliteWriter:
         if not records:
             return result
         now = timezone.now()
-        inserts, updates = [], []
+        import_id, positions = self.import_id, self.data_positions
+        inserts, updates, stamps = [], [], []
         with self.connection.cursor() as cursor:
             existing = self._existing(cursor, [r.customer_id for r in records])
             for record in records:
                 cid, values = record.customer_id, record.values
                 current = existing.get(cid)
                 if current is None:
-                    inserts.append((*values, now, now))
-                    outcome = CREATED
-                elif current[0] and not self.overwrite_manual:
-                    outcome = SKIPPED
-                elif current[1] == values and not current[0]:
-                    outcome = UNCHANGED
+                    inserts.append((*values, import_id, now, now))
+                    outcome = CREATED.name
                 else:
-                    updates.append((*values[1:], now, cid))
-                    outcome = UPDATED
-                setattr(result, outcome, getattr(result, outcome) + 1)
+                    manual, stamp, stored = current
+                    if import_id is not None and stamp == import_id:
+                        result.duplicates += 1
+                    if manual and not self.overwrite_manual:
+                        outcome = SKIPPED_MANUAL.name
+                    elif not manual and all(stored[i] == values[i] for i in positions):
+                        outcome = UNCHANGED.name
+                    else:
+                        updates.append((*(values[i] for i in positions), import_id, now, cid))
+                        outcome = UPDATED.name
+                    if outcome != UPDATED.name and stamp != import_id:
+                        stamps.append((import_id, cid))
+                result.counts[outcome] += 1
                 if cid in want:
                     result.outcome[cid] = outcome
             if inserts:
@@ -243,10 +297,18 @@ class SqliteWriter:
             crashpoint("mid_copy")
             if updates:
                 cursor.executemany(self.update_sql, updates)
+            if stamps:
+                cursor.executemany(self.stamp_sql, stamps)
         return result
 
 
-def writer_for(connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
-    if connection.vendor == "postgresql":
-        return PostgresWriter(connection, overwrite_manual=overwrite_manual)
-    return SqliteWriter(connection, overwrite_manual=overwrite_manual)
+def writer_for(
+    connection: BaseDatabaseWrapper,
+    *,
+    overwrite_manual: bool,
+    fields: tuple[str, ...] = IMPORTED_FIELDS,
+    import_id: int | None = None,
+):
+    """The writer for this database; `fields` are the columns the file has."""
+    cls = PostgresWriter if connection.vendor == "postgresql" else SqliteWriter
+    return cls(connection, overwrite_manual=overwrite_manual, fields=fields, import_id=import_id)

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from customers.models import Customer
 from imports import services
+from imports.columns import LABELS
 from imports.engine import run_import
 from imports.models import ImportState, ImportStatus
 from imports.tests.helpers import csv_text, row, write_csv
@@ -169,7 +170,10 @@ def test_detail_is_a_full_progress_snapshot(api_client, sample):
         "rows_unchanged": 0,
         "rows_skipped_manual": 0,
         "rows_rejected": 1,
+        "rows_duplicate": 0,
     }
+    assert body["columns_used"] == list(LABELS.values())
+    assert body["columns_ignored"] == body["columns_absent"] == []
     assert body["eta_seconds"] is None and body["elapsed_seconds"] >= 0
     assert "rows_per_second" in body and body["error"] == "" and body["warnings"] == []
     assert [r["customer_id"] for r in body["recent_rows"]] == ["ID3", "ID2", "ID1"]

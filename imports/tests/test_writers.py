@@ -27,7 +27,7 @@ def test_a_terminated_connection_is_a_django_database_error():
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     writer = writer_for(connection, overwrite_manual=False)
     with transaction.atomic():
-        assert writer.write(records(10), want=set()).created == 10
+        assert writer.write(records(10), want=set()).counts["created"] == 10
     pid = connection.connection.info.backend_pid
     db = connection.settings_dict
     with psycopg.connect(
