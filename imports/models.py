@@ -77,7 +77,9 @@ class ImportState(models.Model):
     rows_rejected = models.BigIntegerField(default=0)
     # Beside the outcomes: rows whose Customer Id an earlier row of the file already had.
     rows_duplicate = models.BigIntegerField(
-        default=0, help_text="Rows repeating a Customer Id seen earlier in the same file."
+        "duplicates in file",
+        default=0,
+        help_text="Rows repeating a Customer Id seen earlier in the same file.",
     )
     # The file's header, read when the import starts: what it fills and what it leaves alone.
     columns_used = models.JSONField(

@@ -277,3 +277,18 @@ def test_the_schema_documents_every_import_endpoint(api_client):
     create = paths[URL]["post"]
     assert set(create["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert {"202", "400", "409", "413"} <= set(create["responses"])
+
+
+def test_a_partial_file_reports_its_columns_and_duplicates(api_client, import_dir):
+    rows = [["ID1", "a@example.com", "Lima", "x"], ["ID1", "a@example.com", "Quito", "x"]]
+    write_csv(
+        import_dir / "partial.csv", rows, header=["Customer Id", "Email", "City", "Frist Name"]
+    )
+    response = api_client.post(URL, {"name": "partial.csv"}, format="json")
+    run_queue()
+    body = api_client.get(response.json()["url"]).json()
+    assert (body["rows_created"], body["rows_updated"], body["rows_duplicate"]) == (1, 1, 1)
+    assert body["columns_used"] == ["Customer Id", "City", "Email"]
+    assert body["columns_ignored"] == ["Frist Name"]
+    assert body["columns_absent"][:2] == ["First Name", "Last Name"]
+    assert len(body["columns_absent"]) == 9
