@@ -79,10 +79,6 @@ class Customer(models.Model):
         editable=False,
         help_text="Set when a person creates or changes the customer; imports then leave it alone.",
     )
-    # The import that last read this customer's row (a plain id: customers never depend on
-    # imports). A row whose customer already carries its own import's id repeats a Customer
-    # Id seen earlier in the file: exact across batches and resumes, with no set in memory.
-    last_import = models.BigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -15,9 +15,9 @@ Design, and why:
 - Rows with the same customer id inside one batch are written in rounds (first
   occurrences, then second ones, ...), which gives the same table and counters
   as applying the file row by row, wherever the batch boundaries fall. Every
-  row stamps its customer with the import's id, so a later row with the same id,
-  in this batch or any other, before or after a resume, counts as a duplicate
-  in file: the counter is exact and costs no memory.
+  row stamps its Customer Id with the import's id (CustomerStamp), so a later
+  row with the same id, in this batch or any other, before or after a resume,
+  counts as a duplicate in file: the counter is exact and costs no memory.
 """
 
 from __future__ import annotations

@@ -230,3 +230,22 @@ class ImportRejection(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line_number}: {self.reason}"
+
+
+class CustomerStamp(models.Model):
+    """Which import last read a row for each Customer Id: how duplicates in a file are found.
+
+    A row whose id already carries its own import's stamp repeats an earlier row of
+    the file, whatever that row's outcome (even unchanged or skipped, which write no
+    customer). Written in the batch's transaction, so the count is exact across
+    batches, crashes and resumes, with nothing held in memory. A narrow table of its
+    own: stamping the customers themselves would rewrite every unchanged row (and its
+    search indexes) on each re-import. The import is a plain id, not a foreign key:
+    ids are never reused, and deleting an import must not delete millions of stamps.
+    """
+
+    customer_id = models.CharField(max_length=64, primary_key=True)
+    import_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} (import #{self.import_id})"

@@ -16,9 +16,9 @@ batch against people's edits, so read, compare and write in Python is exact.
 
 Both write only the columns the file has (`fields`): a file without, say, First
 Name inserts new customers with an empty first name but never blanks an existing
-one, and "unchanged" compares the file's columns only. Both stamp every customer
-a row names with the import's id (`last_import`): a row whose customer already
-carries it repeats a Customer Id seen earlier in the file, which counts
+one, and "unchanged" compares the file's columns only. Both stamp every id they
+see with the import's id (models.CustomerStamp, one statement per batch): an id
+already stamped by this import repeats an earlier row of the file, which counts
 "duplicates in file" exactly across batches and resumes without a set in memory.
 """
 
@@ -40,6 +40,7 @@ from .outcomes import CREATED, SKIPPED_MANUAL, UNCHANGED, UPDATED, WRITE_OUTCOME
 from .validation import CleanRecord
 
 TABLE = "customers_customer"
+STAMPS = "imports_customerstamp"
 COLUMNS = ", ".join(IMPORTED_FIELDS)
 
 
@@ -116,20 +117,22 @@ class PostgresWriter:
             updates += ", manually_edited_at = NULL"
         # New customers take every column (absent ones are empty); updates only the file's.
         self.upsert_sql = (
-            f"INSERT INTO {TABLE} AS c ({COLUMNS}, last_import, created_at, updated_at) "
-            f"SELECT {COLUMNS}, %s::bigint, now(), now() FROM {self.STAGING} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, "
-            "last_import = EXCLUDED.last_import, updated_at = EXCLUDED.updated_at "
+            f"INSERT INTO {TABLE} AS c ({COLUMNS}, created_at, updated_at) "
+            f"SELECT {COLUMNS}, now(), now() FROM {self.STAGING} "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, updated_at = EXCLUDED.updated_at "
             f"WHERE {guard} "
             "RETURNING c.customer_id, (c.xmax = 0) AS inserted"
         )
-        self.seen_sql = (
-            f"SELECT count(*) FROM {TABLE} WHERE customer_id = ANY(%s) AND last_import = %s"
+        self.manual_sql = (
+            f"SELECT customer_id FROM {TABLE} "
+            "WHERE customer_id = ANY(%s) AND manually_edited_at IS NOT NULL"
         )
-        # Rows left alone (unchanged, edited by hand) are stamped too, and say which is which.
+        # Ids already stamped by this import are left as they are: those rows are duplicates.
         self.stamp_sql = (
-            f"UPDATE {TABLE} SET last_import = %s WHERE customer_id = ANY(%s) "
-            "RETURNING customer_id, manually_edited_at IS NOT NULL"
+            f"INSERT INTO {STAMPS} AS s (customer_id, import_id) "
+            f"SELECT customer_id, %s FROM {self.STAGING} "
+            "ON CONFLICT (customer_id) DO UPDATE SET import_id = EXCLUDED.import_id "
+            "WHERE s.import_id <> EXCLUDED.import_id"
         )
 
     prepare_line = staticmethod(copy_line)
@@ -183,10 +186,9 @@ class PostgresWriter:
                 crashpoint("mid_copy")
                 copy.write("".join([r.copy_line or copy_line(r.values) for r in records[half:]]))
             if self.import_id is not None:
-                # Before the upsert stamps them: which of these ids this import already read.
-                cursor.execute(self.seen_sql, [[r.customer_id for r in records], self.import_id])
-                result.duplicates = cursor.fetchone()[0]
-            cursor.execute(self.upsert_sql, [self.import_id])
+                cursor.execute(self.stamp_sql, [self.import_id])
+                result.duplicates = len(records) - cursor.rowcount
+            cursor.execute(self.upsert_sql)
             returned = cursor.fetchall()
             touched = set()
             for customer_id, inserted in returned:
@@ -196,14 +198,15 @@ class PostgresWriter:
                 if customer_id in want:
                     result.outcome[customer_id] = outcome
             untouched = [r.customer_id for r in records if r.customer_id not in touched]
-            if untouched:
-                cursor.execute(self.stamp_sql, [self.import_id, untouched])
-                # With overwrite_manual every hand-edited row was touched: none is left here.
-                skipped = {cid for cid, manual in cursor.fetchall() if manual}
-                result.counts[SKIPPED_MANUAL.name] = len(skipped)
-                result.counts[UNCHANGED.name] = len(untouched) - len(skipped)
+            skipped: set[str] = set()
+            # With overwrite_manual every hand-edited row was touched: none is left here.
+            if untouched and not self.overwrite_manual:
+                cursor.execute(self.manual_sql, [untouched])
+                skipped = {cid for (cid,) in cursor.fetchall()}
                 for customer_id in want & skipped:
                     result.outcome[customer_id] = SKIPPED_MANUAL.name
+            result.counts[SKIPPED_MANUAL.name] = len(skipped)
+            result.counts[UNCHANGED.name] = len(untouched) - len(skipped)
         for customer_id in want:
             result.outcome.setdefault(customer_id, UNCHANGED.name)
         return result
@@ -228,31 +231,35 @@ class SqliteWriter:
         data_fields = _data_fields(fields)
         # Positions (in IMPORTED_FIELDS order) an update writes and "unchanged" compares.
         self.data_positions = [IMPORTED_FIELDS.index(name) for name in data_fields]
-        placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 3))
+        placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 2))
         self.insert_sql = (
-            f"INSERT INTO {TABLE} ({COLUMNS}, last_import, created_at, updated_at) "
-            f"VALUES ({placeholders})"
+            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) VALUES ({placeholders})"
         )
         sets = ", ".join(f"{f} = %s" for f in data_fields)
         self.update_sql = (
-            f"UPDATE {TABLE} SET {sets}, last_import = %s, manually_edited_at = NULL, "
-            "updated_at = %s WHERE customer_id = %s"
+            f"UPDATE {TABLE} SET {sets}, manually_edited_at = NULL, updated_at = %s "
+            "WHERE customer_id = %s"
         )
-        self.stamp_sql = f"UPDATE {TABLE} SET last_import = %s WHERE customer_id = %s"
+        # Ids already stamped by this import are left as they are: those rows are duplicates.
+        self.stamp_sql = (
+            f"INSERT INTO {STAMPS} (customer_id, import_id) VALUES (%s, %s) "
+            "ON CONFLICT (customer_id) DO UPDATE SET import_id = excluded.import_id "
+            "WHERE import_id <> excluded.import_id"
+        )
 
-    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, int | None, tuple]]:
-        found: dict[str, tuple[bool, int | None, tuple]] = {}
+    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, tuple]]:
+        found: dict[str, tuple[bool, tuple]] = {}
         for start in range(0, len(ids), self.CHUNK):
             chunk = ids[start : start + self.CHUNK]
             cursor.execute(
-                f"SELECT manually_edited_at IS NOT NULL, last_import, {COLUMNS} FROM {TABLE} "
+                f"SELECT manually_edited_at IS NOT NULL, {COLUMNS} FROM {TABLE} "
                 f"WHERE customer_id IN ({', '.join(['%s'] * len(chunk))})",
                 chunk,
             )
-            for manual, stamp, *values in cursor.fetchall():
+            for manual, *values in cursor.fetchall():
                 if isinstance(values[9], date):
                     values[9] = values[9].isoformat()
-                found[values[0]] = (bool(manual), stamp, tuple(values))
+                found[values[0]] = (bool(manual), tuple(values))
         return found
 
     def after_commit(self) -> None:
@@ -266,39 +273,35 @@ class SqliteWriter:
         if not records:
             return result
         now = timezone.now()
-        import_id, positions = self.import_id, self.data_positions
-        inserts, updates, stamps = [], [], []
+        positions = self.data_positions
+        inserts, updates = [], []
         with self.connection.cursor() as cursor:
             existing = self._existing(cursor, [r.customer_id for r in records])
             for record in records:
                 cid, values = record.customer_id, record.values
                 current = existing.get(cid)
                 if current is None:
-                    inserts.append((*values, import_id, now, now))
+                    inserts.append((*values, now, now))
                     outcome = CREATED.name
+                elif current[0] and not self.overwrite_manual:
+                    outcome = SKIPPED_MANUAL.name
+                elif not current[0] and all(current[1][i] == values[i] for i in positions):
+                    outcome = UNCHANGED.name
                 else:
-                    manual, stamp, stored = current
-                    if import_id is not None and stamp == import_id:
-                        result.duplicates += 1
-                    if manual and not self.overwrite_manual:
-                        outcome = SKIPPED_MANUAL.name
-                    elif not manual and all(stored[i] == values[i] for i in positions):
-                        outcome = UNCHANGED.name
-                    else:
-                        updates.append((*(values[i] for i in positions), import_id, now, cid))
-                        outcome = UPDATED.name
-                    if outcome != UPDATED.name and stamp != import_id:
-                        stamps.append((import_id, cid))
+                    updates.append((*(values[i] for i in positions), now, cid))
+                    outcome = UPDATED.name
                 result.counts[outcome] += 1
                 if cid in want:
                     result.outcome[cid] = outcome
+            if self.import_id is not None:
+                stamps = [(r.customer_id, self.import_id) for r in records]
+                cursor.executemany(self.stamp_sql, stamps)
+                result.duplicates = len(records) - cursor.rowcount
             if inserts:
                 cursor.executemany(self.insert_sql, inserts)
             crashpoint("mid_copy")
             if updates:
                 cursor.executemany(self.update_sql, updates)
-            if stamps:
-                cursor.executemany(self.stamp_sql, stamps)
         return result
 
 
