@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .outcomes import COUNTERS, OUTCOMES, PROCESSED
+from .outcomes import ROW_COUNTERS as ROW_COUNTERS  # its old home: code may still import it here
 
 
 class ImportStatus(models.TextChoices):

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from customers.models import IMPORTED_FIELDS
 
+from .columns import REQUIRED
 from .crashpoints import crashpoint
 from .outcomes import CREATED, SKIPPED_MANUAL, UNCHANGED, UPDATED, WRITE_OUTCOMES
 from .validation import CleanRecord
@@ -83,9 +84,9 @@ _OUTCOME_NAMES = tuple(outcome.name for outcome in WRITE_OUTCOMES)
 def _data_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
     """The columns an update may set: those the file has, in model order, but the key."""
     present = set(fields)
-    missing = {"customer_id", "email"} - present
+    missing = set(REQUIRED) - present
     if missing:
-        raise ValueError(f"a writer needs customer_id and email (missing {sorted(missing)})")
+        raise ValueError(f"a writer needs the required columns (missing {sorted(missing)})")
     return tuple(name for name in IMPORTED_FIELDS[1:] if name in present)
 
 
