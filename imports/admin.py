@@ -14,7 +14,8 @@ from django.utils.text import Truncator
 from customers.admin import CappedCountPaginator
 
 from . import services
-from .models import ROW_COUNTERS, ImportRejection, ImportState
+from .models import ImportRejection, ImportState
+from .outcomes import COUNTER_FIELDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,19 +34,28 @@ class ImportStateAdmin(ReadOnlyAdmin):
         "original_name",
         "file_size",
         "percent_done",
-        *ROW_COUNTERS,
+        *COUNTER_FIELDS,
         "created_at",
     ]
     list_display_links = ["id", "original_name"]
     list_filter = ["status", "uploaded"]
     search_fields = ["original_name"]
-    readonly_fields = ["percent_done", "rejected_rows"]
+    readonly_fields = ["percent_done", "rejected_rows", "columns"]
     show_full_result_count = False
     ordering = ["-id"]
 
     @admin.display(description="percent")
     def percent_done(self, obj: ImportState) -> str:
         return f"{obj.percent:.1f}%"
+
+    @admin.display(description="columns")
+    def columns(self, obj: ImportState) -> str:
+        return format_html(
+            "Used: {}<br>Ignored: {}<br>Absent (left alone): {}",
+            ", ".join(obj.columns_used) or "none",
+            ", ".join(obj.columns_ignored) or "none",
+            ", ".join(obj.columns_absent) or "none",
+        )
 
     @admin.display(description="rejected rows")
     def rejected_rows(self, obj: ImportState) -> str:

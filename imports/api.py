@@ -36,7 +36,8 @@ from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
 
 from . import services
-from .models import ROW_COUNTERS, ImportState
+from .models import ImportState
+from .outcomes import COUNTER_FIELDS, OUTCOME_LABELS
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
 from .views import error_report_response
 
@@ -53,9 +54,7 @@ class RecentRowSerializer(serializers.Serializer):
     email = serializers.CharField()
     company = serializers.CharField()
     country = serializers.CharField()
-    outcome = serializers.CharField(
-        help_text="created, updated, unchanged or skipped_manual (edited by hand)."
-    )
+    outcome = serializers.CharField(help_text=", ".join(OUTCOME_LABELS))
 
 
 class ImportStateSerializer(serializers.ModelSerializer):
@@ -82,6 +81,16 @@ class ImportStateSerializer(serializers.ModelSerializer):
     resumed_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    columns_used = serializers.ListField(
+        child=serializers.CharField(), help_text="Columns imported from the file."
+    )
+    columns_ignored = serializers.ListField(
+        child=serializers.CharField(), help_text="Header names that are no known column."
+    )
+    columns_absent = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Columns the file lacks: existing customers keep their values for them.",
+    )
     recent_rows = RecentRowSerializer(
         many=True, help_text="The last rows written, newest first (partial while running)."
     )
@@ -100,7 +109,10 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "bytes_processed",
             "lines_processed",
             "percent",
-            *ROW_COUNTERS,
+            *COUNTER_FIELDS,
+            "columns_used",
+            "columns_ignored",
+            "columns_absent",
             "rows_per_second",
             "eta_seconds",
             "elapsed_seconds",

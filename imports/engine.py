@@ -18,7 +18,10 @@ Design, and why:
   recorded then: rows appended meanwhile belong to the next import.
 - Rows with the same customer id inside one batch are written in rounds (first
   occurrences, then second ones, ...), which gives the same table and counters
-  as applying the file row by row, wherever the batch boundaries fall.
+  as applying the file row by row, wherever the batch boundaries fall. Every
+  row stamps its Customer Id with the import's id (CustomerStamp), so a later
+  row with the same id, in this batch or any other, before or after a resume,
+  counts as a duplicate in file: the counter is exact and costs no memory.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .files import FileMissing, check_import_file, open_recorded
 from .leases import LeaseLost as LeaseLost  # raised through checkpoint(); callers catch it
 from .leases import checkpoint
 from .models import RECENT_ROWS_KEPT, FailureKind, ImportRejection, ImportState
+from .outcomes import DUPLICATE, REJECTED, WRITE_OUTCOMES
 from .reader import CsvSource, FatalImportError
 from .validation import CleanRecord, Rejection, Validator
 from .writers import WriteResult, writer_for
@@ -47,7 +51,6 @@ log = logging.getLogger(__name__)
 
 # A batch also ends at this many bytes, so huge rows cannot grow it without bound.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
-COUNTERS = ("rows_created", "rows_updated", "rows_unchanged", "rows_skipped_manual")
 
 
 @dataclass(slots=True)
@@ -193,17 +196,16 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
             )
         if chunk.end_offset < state.bytes_processed:
             raise AssertionError("checkpoint would move backwards")
+        added = {outcome.field: total.counts[outcome.name] for outcome in WRITE_OUTCOMES}
+        added[REJECTED.field] = len(chunk.rejected)
+        added[DUPLICATE.field] = total.duplicates
         checkpoint(
             state,
             lease,
             bytes_processed=chunk.end_offset,
             lines_processed=chunk.end_line,
             rows_processed=state.rows_processed + chunk.rows,
-            rows_created=state.rows_created + total.created,
-            rows_updated=state.rows_updated + total.updated,
-            rows_unchanged=state.rows_unchanged + total.unchanged,
-            rows_skipped_manual=state.rows_skipped_manual + total.skipped_manual,
-            rows_rejected=state.rows_rejected + len(chunk.rejected),
+            **{name: getattr(state, name) + count for name, count in added.items()},
             recent_rows=_recent_rows(state, chunk.clean, total.outcome),
         )
         crashpoint("before_commit")
@@ -238,10 +240,18 @@ def run_import(
                         state,
                         lease,
                         warnings=header.warnings,
+                        columns_used=header.used,
+                        columns_ignored=header.ignored,
+                        columns_absent=header.absent,
                         bytes_processed=header.data_offset,
                         lines_processed=header.data_line,
                     )
-            writer = writer_for(connection, overwrite_manual=state.overwrite_manual)
+            writer = writer_for(
+                connection,
+                overwrite_manual=state.overwrite_manual,
+                fields=header.imported_fields,
+                import_id=state.pk,
+            )
             stop_reading = threading.Event()
             chunks = read_chunks(
                 source,

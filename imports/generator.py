@@ -33,24 +33,14 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
-HEADER = (
-    "Index",
-    "Customer Id",
-    "First Name",
-    "Last Name",
-    "Company",
-    "City",
-    "Country",
-    "Phone 1",
-    "Phone 2",
-    "Email",
-    "Subscription Date",
-    "Website",
-    "About Customer",
-)
+from customers.models import Customer
+
+from .columns import HEADER
+
 CITY, ABOUT = HEADER.index("City"), HEADER.index("About Customer")
 ABOUT_MIN_CHARS, ABOUT_MAX_CHARS = 800, 1000
-CUSTOMER_ID_LIMIT = 64  # Customer.customer_id max_length: a longer id is a dirty row
+# A longer Customer Id is a dirty row.
+CUSTOMER_ID_LIMIT = Customer._meta.get_field("customer_id").max_length
 DIRTY_KINDS = (
     "invalid email",
     "empty Customer Id",

@@ -8,21 +8,16 @@ the row describes exactly what is in the customers table.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import reduce
+from operator import add
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-# Every data row ends in exactly one outcome; rows_processed is their sum.
-ROW_COUNTERS = (
-    "rows_processed",
-    "rows_created",
-    "rows_updated",
-    "rows_unchanged",
-    "rows_skipped_manual",
-    "rows_rejected",
-)
+from .outcomes import COUNTERS, OUTCOMES, PROCESSED
+from .outcomes import ROW_COUNTERS as ROW_COUNTERS  # its old home: code may still import it here
 
 
 class ImportStatus(models.TextChoices):
@@ -96,6 +91,22 @@ class ImportState(models.Model):
     rows_unchanged = models.BigIntegerField(default=0)
     rows_skipped_manual = models.BigIntegerField(default=0)
     rows_rejected = models.BigIntegerField(default=0)
+    # Beside the outcomes: rows whose Customer Id an earlier row of the file already had.
+    rows_duplicate = models.BigIntegerField(
+        "duplicates in file",
+        default=0,
+        help_text="Rows repeating a Customer Id seen earlier in the same file.",
+    )
+    # The file's header, read when the import starts: what it fills and what it leaves alone.
+    columns_used = models.JSONField(
+        default=list, blank=True, help_text="Columns imported from the file (their labels)."
+    )
+    columns_ignored = models.JSONField(
+        default=list, blank=True, help_text="Header names that are no known column."
+    )
+    columns_absent = models.JSONField(
+        default=list, blank=True, help_text="Columns the file lacks: never written by it."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -168,11 +179,7 @@ class ImportState(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(
-                    rows_processed=F("rows_created")
-                    + F("rows_updated")
-                    + F("rows_unchanged")
-                    + F("rows_skipped_manual")
-                    + F("rows_rejected")
+                    **{PROCESSED.field: reduce(add, (F(outcome.field) for outcome in OUTCOMES))}
                 ),
                 name="import_counters_add_up",
             ),
@@ -207,6 +214,20 @@ class ImportState(models.Model):
     def is_stale(self, now=None) -> bool:
         limit = timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
         return self.heartbeat_at is None or (now or timezone.now()) - self.heartbeat_at > limit
+
+    def counter_items(self) -> list[dict]:
+        """Each row counter with its label and value, in display order (pages, command)."""
+        return [
+            {
+                "name": counter.name,
+                "field": counter.field,
+                "label": counter.label,
+                "short": counter.short,
+                "css": counter.css if getattr(self, counter.field) else "",
+                "value": getattr(self, counter.field),
+            }
+            for counter in COUNTERS
+        ]
 
     @property
     def percent(self) -> float:
@@ -270,3 +291,22 @@ class ImportRejection(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line_number}: {self.reason}"
+
+
+class CustomerStamp(models.Model):
+    """Which import last read a row for each Customer Id: how duplicates in a file are found.
+
+    A row whose id already carries its own import's stamp repeats an earlier row of
+    the file, whatever that row's outcome (even unchanged or skipped, which write no
+    customer). Written in the batch's transaction, so the count is exact across
+    batches, crashes and resumes, with nothing held in memory. A narrow table of its
+    own: stamping the customers themselves would rewrite every unchanged row (and its
+    search indexes) on each re-import. The import is a plain id, not a foreign key:
+    ids are never reused, and deleting an import must not delete millions of stamps.
+    """
+
+    customer_id = models.CharField(max_length=64, primary_key=True)
+    import_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} (import #{self.import_id})"

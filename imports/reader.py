@@ -24,10 +24,10 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
-from customers.models import IMPORTED_FIELDS
+from .columns import ColumnMap, HeaderError, map_header
 
 UTF8_BOM = b"\xef\xbb\xbf"
 READ_CHUNK = 256 * 1024  # small enough to stay in the CPU cache while it is split and decoded
@@ -35,25 +35,6 @@ READ_CHUNK = 256 * 1024  # small enough to stay in the CPU cache while it is spl
 RAW_KEPT_CHARS = 4096
 RAW_HEAD_BYTES = 4 * RAW_KEPT_CHARS  # enough UTF-8 for that many characters
 _OUTSIDE_QUOTES = re.compile(rb'[\r\n]|,"')  # what matters between quoted fields
-
-# Normalised header name (lower case, no spaces/underscores/hyphens) -> model field.
-COLUMNS = {
-    "index": None,
-    "customerid": "customer_id",
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "company": "company",
-    "city": "city",
-    "country": "country",
-    "phone1": "phone_1",
-    "phone2": "phone_2",
-    "email": "email",
-    "subscriptiondate": "subscription_date",
-    "website": "website",
-    "aboutcustomer": "about",
-    "about": "about",
-}
-REQUIRED = {"customer_id": "Customer Id", "email": "Email"}
 
 
 class FatalImportError(Exception):
@@ -78,20 +59,13 @@ class BadRecord:
 
 
 @dataclass
-class Header:
-    names: list[str]
-    fields: list[str | None]  # model field for each column position (None: ignored)
-    data_offset: int
+class Header(ColumnMap):
+    data_offset: int  # where the first data record starts
     data_line: int
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def width(self) -> int:
         return len(self.names)
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name).lower()
 
 
 class _RecordTooLarge(Exception):
@@ -400,35 +374,14 @@ class CsvSource:
 
 
 def parse_header(record: Record) -> Header:
-    names = [name.strip() for name in record.fields]
-    fields: list[str | None] = []
-    seen: dict[str, int] = {}
-    unknown: list[str] = []
-    for position, name in enumerate(names, start=1):
-        key = _normalise(name.lstrip("\ufeff"))
-        if key in seen:
-            raise FatalImportError(
-                f"Duplicate column {name!r} (columns {seen[key]} and {position}) in the header."
-            )
-        seen[key] = position
-        target = COLUMNS.get(key)
-        if key not in COLUMNS:
-            unknown.append(name or f"(column {position})")
-        elif target is not None and target in fields:
-            raise FatalImportError(f"Duplicate column {name!r} (column {position}) in the header.")
-        fields.append(target)
-    missing = [label for target, label in REQUIRED.items() if target not in fields]
-    if missing:
-        raise FatalImportError(
-            f"Missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
-            f"(the header has: {', '.join(' '.join(name.split()) for name in names)[:300]})."
-        )
-    warnings = []
-    if unknown:
-        warnings.append(
-            f"Ignored unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}."
-        )
-    return Header(names, fields, record.end_offset, record.end_line, warnings)
-
-
-assert set(COLUMNS.values()) - {None} == set(IMPORTED_FIELDS)
+    try:
+        columns = map_header(record.fields)
+    except HeaderError as exc:
+        raise FatalImportError(str(exc)) from None
+    return Header(
+        columns.names,
+        columns.fields,
+        record.end_offset,
+        record.end_line,
+        ignored=columns.ignored,
+    )

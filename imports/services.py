@@ -25,6 +25,7 @@ from django.utils.text import get_valid_filename
 from customerpanel.errors import ApplicationError
 
 from . import leases
+from .columns import LABELS
 from .files import check_import_file, fingerprint
 from .models import ImportState
 from .reader import FatalImportError, sniff
@@ -278,7 +279,7 @@ def import_resume(state: ImportState, *, by_user=None) -> ImportState:
 
 # --- Error report ----------------------------------------------------------------------------
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-ERROR_REPORT_HEADER = ["Line", "Customer Id", "Reason", "Row"]
+ERROR_REPORT_HEADER = ["Line", LABELS["customer_id"], "Reason", "Row"]
 
 
 def spreadsheet_safe(value: object) -> str:

@@ -16,6 +16,7 @@ from django.core.validators import validate_email
 
 from customers.models import IMPORTED_FIELDS, Customer
 
+from .columns import LABELS
 from .reader import BadRecord, Header, Record, report_raw
 
 MAX_LENGTHS = {
@@ -23,26 +24,14 @@ MAX_LENGTHS = {
     for name in IMPORTED_FIELDS
     if Customer._meta.get_field(name).max_length
 }
-LABELS = {
-    "customer_id": "Customer Id",
-    "first_name": "First Name",
-    "last_name": "Last Name",
-    "company": "Company",
-    "city": "City",
-    "country": "Country",
-    "phone_1": "Phone 1",
-    "phone_2": "Phone 2",
-    "email": "Email",
-    "subscription_date": "Subscription Date",
-    "website": "Website",
-    "about": "About Customer",
-}
 
 
 @dataclass(slots=True)
 class CleanRecord:
     line: int
-    values: tuple  # in IMPORTED_FIELDS order; subscription_date is "YYYY-MM-DD" or None
+    # In IMPORTED_FIELDS order, "" for a column the file lacks (the writers leave those
+    # alone on existing customers); subscription_date is "YYYY-MM-DD" or None.
+    values: tuple
     copy_line: str | None = None  # the row pre-formatted for the writer, if it wants one
 
     @property

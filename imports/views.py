@@ -26,7 +26,8 @@ from customers.models import Customer
 
 from . import services
 from .forms import ImportFolderForm, ImportUploadForm
-from .models import ROW_COUNTERS, ImportState
+from .models import ImportState
+from .outcomes import COUNTER_FIELDS, COUNTERS, OUTCOME_LABELS
 from .uploads import (
     human_size,
     too_large_message,
@@ -35,7 +36,6 @@ from .uploads import (
 )
 
 PAGE_SIZE = 25
-OUTCOME_LABELS = {"skipped_manual": "skipped: edited by hand"}
 LIST_COLUMNS = (
     "id",
     "status",
@@ -45,7 +45,7 @@ LIST_COLUMNS = (
     "file_size",
     "overwrite_manual",
     "bytes_processed",
-    *ROW_COUNTERS,
+    *COUNTER_FIELDS,
     "created_at",
     "started_at",
     "finished_at",
@@ -77,6 +77,7 @@ def import_list(request: HttpRequest) -> HttpResponse:
         "imports": imports,
         "before": before,
         "next_before": imports[-1].pk if has_more else None,
+        "counters": COUNTERS,
         # The first page refreshes itself while something on it is queued or running.
         "poll": before is None and any(state.is_active for state in imports),
     }
@@ -181,7 +182,7 @@ def _recent_rows(state: ImportState) -> list[dict]:
             "url": reverse("customers:detail", args=[pks[row["customer_id"]]])
             if row.get("customer_id") in pks
             else "",
-            "outcome_label": OUTCOME_LABELS.get(row.get("outcome"), row.get("outcome", "")),
+            "outcome_label": OUTCOME_LABELS.get(row.get("outcome"), row.get("outcome", "")).lower(),
         }
         for row in rows
     ]

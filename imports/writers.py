@@ -13,6 +13,13 @@ counts outcomes without a query per row.
 
 SQLite: the database-wide write lock (IMMEDIATE transactions) serialises the
 batch against people's edits, so read, compare and write in Python is exact.
+
+Both write only the columns the file has (`fields`): a file without, say, First
+Name inserts new customers with an empty first name but never blanks an existing
+one, and "unchanged" compares the file's columns only. Both stamp every id they
+see with the import's id (models.CustomerStamp, one statement per batch): an id
+already stamped by this import repeats an earlier row of the file, which counts
+"duplicates in file" exactly across batches and resumes without a set in memory.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ from django.utils import timezone
 
 from customers.models import IMPORTED_FIELDS
 
+from .columns import REQUIRED
 from .crashpoints import crashpoint
+from .outcomes import CREATED, SKIPPED_MANUAL, UNCHANGED, UPDATED, WRITE_OUTCOMES
 from .validation import CleanRecord
 
-CREATED, UPDATED, UNCHANGED, SKIPPED = "created", "updated", "unchanged", "skipped_manual"
 TABLE = "customers_customer"
+STAMPS = "imports_customerstamp"
 COLUMNS = ", ".join(IMPORTED_FIELDS)
-DATA_FIELDS = IMPORTED_FIELDS[1:]
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -58,37 +66,57 @@ def copy_line(values: tuple) -> str:
 
 @dataclass
 class WriteResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped_manual: int = 0
+    # Rows per outcome name (created, updated, unchanged, skipped_manual).
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOME_NAMES, 0))
+    duplicates: int = 0  # rows whose customer this import had already stamped
     outcome: dict[str, str] = field(default_factory=dict)  # only for ids the caller asked about
 
     def add(self, other: WriteResult) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.skipped_manual += other.skipped_manual
+        for name, count in other.counts.items():
+            self.counts[name] += count
+        self.duplicates += other.duplicates
         self.outcome.update(other.outcome)
+
+
+_OUTCOME_NAMES = tuple(outcome.name for outcome in WRITE_OUTCOMES)
+
+
+def _data_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns an update may set: those the file has, in model order, but the key."""
+    present = set(fields)
+    missing = set(REQUIRED) - present
+    if missing:
+        raise ValueError(f"a writer needs the required columns (missing {sorted(missing)})")
+    return tuple(name for name in IMPORTED_FIELDS[1:] if name in present)
 
 
 class PostgresWriter:
     STAGING = "import_staging"
 
-    def __init__(self, connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        *,
+        overwrite_manual: bool,
+        fields: tuple[str, ...] = IMPORTED_FIELDS,
+        import_id: int | None = None,
+    ):
         self.connection = connection
         self.overwrite_manual = overwrite_manual
+        self.import_id = import_id
         self._staging_ready = False
         self._staging_dirty = False
-        changed = " OR ".join(f"c.{f} IS DISTINCT FROM EXCLUDED.{f}" for f in DATA_FIELDS)
+        data_fields = _data_fields(fields)
+        changed = " OR ".join(f"c.{f} IS DISTINCT FROM EXCLUDED.{f}" for f in data_fields)
         guard = (
             f"c.manually_edited_at IS NOT NULL OR {changed}"
             if overwrite_manual
             else f"c.manually_edited_at IS NULL AND ({changed})"
         )
-        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in DATA_FIELDS)
+        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in data_fields)
         if overwrite_manual:
             updates += ", manually_edited_at = NULL, manually_edited_by_id = NULL"
+        # New customers take every column (absent ones are empty); updates only the file's.
         self.upsert_sql = (
             f"INSERT INTO {TABLE} AS c ({COLUMNS}, created_at, updated_at) "
             f"SELECT {COLUMNS}, now(), now() FROM {self.STAGING} "
@@ -99,6 +127,13 @@ class PostgresWriter:
         self.manual_sql = (
             f"SELECT customer_id FROM {TABLE} "
             "WHERE customer_id = ANY(%s) AND manually_edited_at IS NOT NULL"
+        )
+        # Ids already stamped by this import are left as they are: those rows are duplicates.
+        self.stamp_sql = (
+            f"INSERT INTO {STAMPS} AS s (customer_id, import_id) "
+            f"SELECT customer_id, %s FROM {self.STAGING} "
+            "ON CONFLICT (customer_id) DO UPDATE SET import_id = EXCLUDED.import_id "
+            "WHERE s.import_id <> EXCLUDED.import_id"
         )
 
     prepare_line = staticmethod(copy_line)
@@ -151,27 +186,30 @@ class PostgresWriter:
                 copy.write("".join([r.copy_line or copy_line(r.values) for r in records[:half]]))
                 crashpoint("mid_copy")
                 copy.write("".join([r.copy_line or copy_line(r.values) for r in records[half:]]))
+            if self.import_id is not None:
+                cursor.execute(self.stamp_sql, [self.import_id])
+                result.duplicates = len(records) - cursor.rowcount
             cursor.execute(self.upsert_sql)
             returned = cursor.fetchall()
             touched = set()
             for customer_id, inserted in returned:
                 touched.add(customer_id)
-                if inserted:
-                    result.created += 1
-                else:
-                    result.updated += 1
+                outcome = CREATED.name if inserted else UPDATED.name
+                result.counts[outcome] += 1
                 if customer_id in want:
-                    result.outcome[customer_id] = CREATED if inserted else UPDATED
+                    result.outcome[customer_id] = outcome
             untouched = [r.customer_id for r in records if r.customer_id not in touched]
+            skipped: set[str] = set()
+            # With overwrite_manual every hand-edited row was touched: none is left here.
             if untouched and not self.overwrite_manual:
                 cursor.execute(self.manual_sql, [untouched])
                 skipped = {cid for (cid,) in cursor.fetchall()}
-                result.skipped_manual = len(skipped)
                 for customer_id in want & skipped:
-                    result.outcome[customer_id] = SKIPPED
-            result.unchanged = len(untouched) - result.skipped_manual
+                    result.outcome[customer_id] = SKIPPED_MANUAL.name
+            result.counts[SKIPPED_MANUAL.name] = len(skipped)
+            result.counts[UNCHANGED.name] = len(untouched) - len(skipped)
         for customer_id in want:
-            result.outcome.setdefault(customer_id, UNCHANGED)
+            result.outcome.setdefault(customer_id, UNCHANGED.name)
         return result
 
 
@@ -180,18 +218,35 @@ class SqliteWriter:
     WRITE_GAP = 0.03  # seconds without the write lock after each batch
     prepare_line = None
 
-    def __init__(self, connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        *,
+        overwrite_manual: bool,
+        fields: tuple[str, ...] = IMPORTED_FIELDS,
+        import_id: int | None = None,
+    ):
         self.connection = connection
         self.overwrite_manual = overwrite_manual
+        self.import_id = import_id
+        data_fields = _data_fields(fields)
+        # Positions (in IMPORTED_FIELDS order) an update writes and "unchanged" compares.
+        self.data_positions = [IMPORTED_FIELDS.index(name) for name in data_fields]
         placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 2))
         self.insert_sql = (
             f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) VALUES ({placeholders})"
         )
-        sets = ", ".join(f"{f} = %s" for f in DATA_FIELDS)
+        sets = ", ".join(f"{f} = %s" for f in data_fields)
         self.update_sql = (
             f"UPDATE {TABLE} SET {sets}, manually_edited_at = NULL, manually_edited_by_id = NULL, "
             "updated_at = %s "
             "WHERE customer_id = %s"
+        )
+        # Ids already stamped by this import are left as they are: those rows are duplicates.
+        self.stamp_sql = (
+            f"INSERT INTO {STAMPS} (customer_id, import_id) VALUES (%s, %s) "
+            "ON CONFLICT (customer_id) DO UPDATE SET import_id = excluded.import_id "
+            "WHERE import_id <> excluded.import_id"
         )
 
     def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, tuple]]:
@@ -220,6 +275,7 @@ class SqliteWriter:
         if not records:
             return result
         now = timezone.now()
+        positions = self.data_positions
         inserts, updates = [], []
         with self.connection.cursor() as cursor:
             existing = self._existing(cursor, [r.customer_id for r in records])
@@ -228,17 +284,21 @@ class SqliteWriter:
                 current = existing.get(cid)
                 if current is None:
                     inserts.append((*values, now, now))
-                    outcome = CREATED
+                    outcome = CREATED.name
                 elif current[0] and not self.overwrite_manual:
-                    outcome = SKIPPED
-                elif current[1] == values and not current[0]:
-                    outcome = UNCHANGED
+                    outcome = SKIPPED_MANUAL.name
+                elif not current[0] and all(current[1][i] == values[i] for i in positions):
+                    outcome = UNCHANGED.name
                 else:
-                    updates.append((*values[1:], now, cid))
-                    outcome = UPDATED
-                setattr(result, outcome, getattr(result, outcome) + 1)
+                    updates.append((*(values[i] for i in positions), now, cid))
+                    outcome = UPDATED.name
+                result.counts[outcome] += 1
                 if cid in want:
                     result.outcome[cid] = outcome
+            if self.import_id is not None:
+                stamps = [(r.customer_id, self.import_id) for r in records]
+                cursor.executemany(self.stamp_sql, stamps)
+                result.duplicates = len(records) - cursor.rowcount
             if inserts:
                 cursor.executemany(self.insert_sql, inserts)
             crashpoint("mid_copy")
@@ -247,7 +307,13 @@ class SqliteWriter:
         return result
 
 
-def writer_for(connection: BaseDatabaseWrapper, *, overwrite_manual: bool):
-    if connection.vendor == "postgresql":
-        return PostgresWriter(connection, overwrite_manual=overwrite_manual)
-    return SqliteWriter(connection, overwrite_manual=overwrite_manual)
+def writer_for(
+    connection: BaseDatabaseWrapper,
+    *,
+    overwrite_manual: bool,
+    fields: tuple[str, ...] = IMPORTED_FIELDS,
+    import_id: int | None = None,
+):
+    """The writer for this database; `fields` are the columns the file has."""
+    cls = PostgresWriter if connection.vendor == "postgresql" else SqliteWriter
+    return cls(connection, overwrite_manual=overwrite_manual, fields=fields, import_id=import_id)

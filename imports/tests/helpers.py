@@ -9,7 +9,7 @@ from pathlib import Path
 
 from customers.models import IMPORTED_FIELDS, Customer
 from imports import generator
-from imports.models import ROW_COUNTERS
+from imports.outcomes import ROW_COUNTERS
 
 HEADER = list(generator.HEADER)  # the public sample's 13 columns
 

@@ -42,6 +42,17 @@ def test_changelist_shows_status_file_counters_and_percent(admin_client, finishe
     assert admin_client.get(IMPORTS, {"status__exact": "queued"}).context["cl"].result_count == 1
 
 
+def test_changelist_and_detail_show_duplicates_and_columns(admin_client, import_dir):
+    write_csv(import_dir / "dups.csv", [row(1), row(2), row(1), row(1)])
+    state = services.import_enqueue_path("dups.csv")
+    state, lease = services.import_claim(state, "test-host:1")
+    run_import(state, lease)
+    listing = admin_client.get(IMPORTS).content.decode()
+    assert "Duplicates in file" in listing and '<td class="field-rows_duplicate">2</td>' in listing
+    detail = admin_client.get(f"{IMPORTS}{state.pk}/change/").content.decode()
+    assert "Used: Customer Id, First Name" in detail and "Absent (left alone): none" in detail
+
+
 def test_imports_are_read_only(admin_client, finished):
     assert admin_client.get(f"{IMPORTS}add/").status_code == 403
     page = admin_client.get(f"{IMPORTS}{finished.pk}/change/")

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from customers.models import Customer
 from imports import services
+from imports.columns import LABELS
 from imports.engine import run_import
 from imports.models import ImportState, ImportStatus
 from imports.tests.helpers import csv_text, row, write_csv
@@ -176,7 +177,10 @@ def test_detail_is_a_full_progress_snapshot(api_client, sample):
         "rows_unchanged": 0,
         "rows_skipped_manual": 0,
         "rows_rejected": 1,
+        "rows_duplicate": 0,
     }
+    assert body["columns_used"] == list(LABELS.values())
+    assert body["columns_ignored"] == body["columns_absent"] == []
     assert body["eta_seconds"] is None and body["elapsed_seconds"] >= 0
     assert "rows_per_second" in body and body["error"] == "" and body["warnings"] == []
     assert [r["customer_id"] for r in body["recent_rows"]] == ["ID3", "ID2", "ID1"]
@@ -401,3 +405,18 @@ def test_a_resumed_import_reports_its_running_time(api_client, sample):
     assert body["status"] == "completed"
     assert 0.3 <= body["elapsed_seconds"] < 1.5
     assert body["rows_per_second"] == pytest.approx(4 / body["elapsed_seconds"], rel=0.05)
+
+
+def test_a_partial_file_reports_its_columns_and_duplicates(api_client, import_dir):
+    rows = [["ID1", "a@example.com", "Lima", "x"], ["ID1", "a@example.com", "Quito", "x"]]
+    write_csv(
+        import_dir / "partial.csv", rows, header=["Customer Id", "Email", "City", "Frist Name"]
+    )
+    response = api_client.post(URL, {"name": "partial.csv"}, format="json")
+    run_queue()
+    body = api_client.get(response.json()["url"]).json()
+    assert (body["rows_created"], body["rows_updated"], body["rows_duplicate"]) == (1, 1, 1)
+    assert body["columns_used"] == ["Customer Id", "City", "Email"]
+    assert body["columns_ignored"] == ["Frist Name"]
+    assert body["columns_absent"][:2] == ["First Name", "Last Name"]
+    assert len(body["columns_absent"]) == 9

@@ -121,6 +121,8 @@ def test_duplicates_in_a_file_later_row_wins_whatever_the_batches(tmp_path, batc
         "rows_skipped_manual": 0,
         "rows_rejected": 0,
     }
+    # Rows 3, 5, 6 and 7 repeat an earlier row's id, wherever the batches split them.
+    assert state.rows_duplicate == 4
 
 
 def test_rejections_are_kept_with_line_numbers(tmp_path):
@@ -254,3 +256,158 @@ def test_resuming_after_each_rejected_record_gives_the_uninterrupted_result(tmp_
     assert (state.rows_processed, state.rows_created, state.lines_processed) == (11, 6, 10013)
     assert list(state.rejections.values_list("line_number", "reason", "raw")) == expected
     assert Customer.objects.count() == 6
+
+
+# --- Partial files: a column the file lacks is never written ------------------------------
+PARTIAL_HEADER = ["Customer Id", "Email", "City", "Frist Name"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 1000])
+def test_a_partial_file_writes_only_its_columns(tmp_path, make_customer, batch_size):
+    kept = {"first_name": "Ada", "last_name": "Byron", "company": "Engines", "about": "Long text"}
+    make_customer(customer_id="ID1", email="a@example.com", city="Lima", **kept)
+    make_customer(customer_id="ID2", email="b@example.com", city="Lima", **kept)
+    make_customer(customer_id="ID3", email="c@example.com", city="Lima", **kept)
+    rows = [
+        ["ID1", "a@example.com", "Lima", "Zed"],  # same email and city: unchanged
+        ["ID2", "b@example.com", "Quito", "Zed"],  # city changed
+        ["ID3", "new@example.com", "Lima", "Zed"],  # email changed
+        ["ID4", "d@example.com", "Cusco", "Zed"],  # new customer
+    ]
+    path = write_csv(tmp_path / "partial.csv", rows, header=PARTIAL_HEADER)
+    state = run_file(path, batch_size=batch_size)
+
+    assert state.status == ImportStatus.COMPLETED
+    assert (state.rows_created, state.rows_updated, state.rows_unchanged) == (1, 2, 1)
+    for customer_id, city, email in [
+        ("ID1", "Lima", "a@example.com"),
+        ("ID2", "Quito", "b@example.com"),
+        ("ID3", "Lima", "new@example.com"),
+    ]:
+        customer = Customer.objects.get(customer_id=customer_id)
+        assert (customer.city, customer.email) == (city, email)
+        assert {name: getattr(customer, name) for name in kept} == kept
+        assert customer.country == "United Kingdom"
+    new = Customer.objects.get(customer_id="ID4")
+    assert (new.city, new.email, new.first_name, new.about, new.subscription_date) == (
+        "Cusco",
+        "d@example.com",
+        "",
+        "",
+        None,
+    )
+    assert state.columns_used == ["Customer Id", "City", "Email"]
+    assert state.columns_ignored == ["Frist Name"]
+    assert state.columns_absent == [
+        "First Name",
+        "Last Name",
+        "Company",
+        "Country",
+        "Phone 1",
+        "Phone 2",
+        "Subscription Date",
+        "Website",
+        "About Customer",
+    ]
+    assert state.warnings == ["Ignored unknown column: Frist Name."]
+
+    again = run_file(path, batch_size=batch_size)
+    assert (again.rows_unchanged, again.rows_updated) == (4, 0)
+
+
+def test_a_partial_file_keeps_absent_columns_of_hand_edited_customers_too(tmp_path):
+    full = write_csv(tmp_path / "full.csv", [row(1)])
+    run_file(full)
+    Customer.objects.update(manually_edited_at=timezone.now(), phone_1="+1 edited")
+    path = write_csv(
+        tmp_path / "partial.csv", [["ID1", "ann1@example.com", "Quito"]], header=PARTIAL_HEADER[:3]
+    )
+    state = run_file(path, overwrite_manual=True)
+    assert state.rows_updated == 1
+    customer = Customer.objects.get()
+    assert (customer.city, customer.phone_1, customer.last_name) == ("Quito", "+1 edited", "Lee1")
+    assert customer.manually_edited_at is None
+
+
+# --- Duplicates in file: exact across batches and resumes ---------------------------------
+def dup_rows() -> list[list[str]]:
+    # ID5's first row leaves it unchanged and ID7 is edited by hand: a duplicate is counted
+    # whatever the outcome of the earlier row (nothing written for it).
+    return [
+        *(row(n) for n in range(1, 13)),
+        row(1),
+        row(5, city="Cusco"),
+        row(12),
+        row(7, city="Tacna"),
+        row(13),
+        row(1),
+    ]
+
+
+def test_duplicates_in_file_are_counted_whatever_the_earlier_rows_outcome(tmp_path):
+    run_file(write_csv(tmp_path / "seed.csv", [row(5), row(7)]))
+    Customer.objects.filter(customer_id="ID7").update(manually_edited_at=timezone.now())
+    state = run_file(write_csv(tmp_path / "dups.csv", dup_rows()), batch_size=4)
+    assert state.rows_duplicate == 5
+    assert (state.rows_skipped_manual, state.rows_unchanged) == (2, 4)
+    # A new import of the same file counts its own duplicates, not the previous import's rows.
+    again = run_file(tmp_path / "dups.csv", batch_size=4)
+    assert again.rows_duplicate == 5
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3])
+def test_duplicates_in_file_are_exact_across_a_resume(tmp_path, stop_after):
+    path = write_csv(tmp_path / "dups.csv", dup_rows())
+    state, _ = services.import_for_command(
+        path, restart=False, overwrite_manual=False, batch_size=4
+    )
+    state, lease = services.import_claim(state, WORKER)
+    calls = []
+
+    def cancel(current):
+        calls.append(current.rows_processed)
+        if len(calls) == stop_after:
+            services.import_cancel(current)
+
+    with pytest.raises(LeaseLost):
+        run_import(state, lease, on_progress=cancel)
+    services.import_resume(state)
+    state, lease = services.import_claim(state, WORKER)
+    state = run_import(state, lease)
+    assert state.status == ImportStatus.COMPLETED
+    assert state.rows_processed == 18
+    assert state.rows_duplicate == 5
+    assert (state.rows_created, state.rows_updated, state.rows_unchanged) == (13, 2, 3)
+    # The header's columns were recorded once, at the start, and survive the resume.
+    assert state.columns_used and state.columns_absent == [] and state.columns_ignored == []
+
+
+# --- Length limits: exactly at the limit is accepted ----------------------------------------
+def test_every_field_exactly_at_its_length_limit_is_stored_and_one_more_is_rejected(tmp_path):
+    local = "a" * 64
+    email = f"{local}@{'b' * 63}.{'c' * 63}.{'d' * 57}.com"
+    at_limit = row(
+        "x" * 64,
+        first_name="é" * 100,
+        last_name="L" * 100,
+        company="C" * 200,
+        city="ü" * 100,
+        country="P" * 100,
+        phone_1="1" * 50,
+        phone_2="2" * 50,
+        email=email,
+        website="w" * 255,
+    )
+    at_limit[1] = "X" * 64  # Customer Id
+    over = [*at_limit]
+    over[1] = "Y" * 65
+    state = run_file(write_csv(tmp_path / "limits.csv", [at_limit, over]))
+    assert (state.rows_created, state.rows_rejected) == (1, 1)
+    customer = Customer.objects.get()
+    assert len(email) == 254 and customer.email == email
+    assert (customer.customer_id, customer.first_name, customer.website) == (
+        "X" * 64,
+        "é" * 100,
+        "w" * 255,
+    )
+    assert ImportRejection.objects.get().reason == "Customer Id is longer than 64 characters (65)"

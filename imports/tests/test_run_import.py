@@ -50,8 +50,28 @@ def test_foreground_import_prints_a_summary(sample, capsys):
     call_command("run_import", str(sample), "--batch-size", "10")
     out = capsys.readouterr().out
     assert "created 55" in out and "updated 2" in out and "rejected 3" in out
+    assert "duplicates in file 2" in out
     assert "completed" in out
     assert Customer.objects.count() == 55
+
+
+@pytest.mark.django_db
+def test_the_summary_says_which_columns_were_used_ignored_and_absent(tmp_path, capsys):
+    rows = [["ID1", "a@example.com", "Lima", "Zed"], ["ID1", "a@example.com", "Quito", "Zed"]]
+    path = write_csv(
+        tmp_path / "partial.csv", rows, header=["Customer Id", "Email", "City", "Frist Name"]
+    )
+    call_command("run_import", str(path), "--batch-size", "1")
+    out = capsys.readouterr().out
+    assert (
+        "Rows 2: created 1, updated 1, unchanged 0, skipped: edited by hand 0, rejected 0, " in out
+    )
+    assert "duplicates in file 1." in out
+    assert (
+        "Columns used: Customer Id, City, Email; ignored (unknown): Frist Name; "
+        "absent (left unchanged on existing customers): First Name, Last Name, Company, "
+        "Country, Phone 1, Phone 2, Subscription Date, Website, About Customer."
+    ) in out
 
 
 @pytest.mark.django_db

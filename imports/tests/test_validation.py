@@ -3,9 +3,10 @@
 import pytest
 
 from customers.models import IMPORTED_FIELDS
+from imports.columns import LABELS
 from imports.reader import Header, Record
 from imports.tests.helpers import HEADER, row
-from imports.validation import CleanRecord, Rejection, Validator, raw_text
+from imports.validation import MAX_LENGTHS, CleanRecord, Rejection, Validator, raw_text
 
 HEADER_FIELDS = [None, *IMPORTED_FIELDS]  # "Index" maps to no field
 
@@ -49,6 +50,55 @@ def test_rejections_say_why(fields, reason):
     assert reason in result.reason
     assert result.line == 7
     assert result.raw == raw_text(fields)
+
+
+def limited_value(name: str, length: int) -> str:
+    """A valid value of exactly `length` characters for the field (multi-byte where free)."""
+    if name == "email":
+        # 64-character local part and DNS labels of at most 63: valid at any length used here.
+        domain_length = length - 65
+        labels, rest = [], domain_length - 4  # ".com"
+        while rest > 0:
+            size = min(63, rest)
+            labels.append("d" * size)
+            rest -= size + 1
+        domain = ".".join(labels)[: domain_length - 4] + ".com"
+        return "a" * 64 + "@" + domain
+    if name == "customer_id":
+        return "C" * length
+    return "é" * length
+
+
+@pytest.mark.parametrize("name", sorted(MAX_LENGTHS))
+def test_a_value_exactly_at_the_length_limit_is_accepted_and_one_more_is_not(name):
+    limit = MAX_LENGTHS[name]
+    position = HEADER_FIELDS.index(name)
+    at_limit, over = row(1), row(1)
+    at_limit[position] = limited_value(name, limit)
+    over[position] = limited_value(name, limit + 1)
+    assert len(at_limit[position]) == limit and len(over[position]) == limit + 1
+
+    accepted = check(at_limit)
+    assert isinstance(accepted, CleanRecord), accepted
+    assert accepted.values[IMPORTED_FIELDS.index(name)] == at_limit[position]
+    rejected = check(over)
+    assert isinstance(rejected, Rejection)
+    assert rejected.reason == f"{LABELS[name]} is longer than {limit} characters ({limit + 1})"
+
+
+def test_every_limited_field_is_checked():
+    assert MAX_LENGTHS == {
+        "customer_id": 64,
+        "first_name": 100,
+        "last_name": 100,
+        "company": 200,
+        "city": 100,
+        "country": 100,
+        "phone_1": 50,
+        "phone_2": 50,
+        "email": 254,
+        "website": 255,
+    }
 
 
 def test_rejection_keeps_the_customer_id_when_there_is_one():

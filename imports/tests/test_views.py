@@ -325,6 +325,26 @@ def test_detail_shows_error_and_warnings_of_a_failed_import(client_logged_in, im
     assert "hx-trigger" not in html
 
 
+def test_detail_shows_duplicates_and_the_columns_used_ignored_and_absent(
+    client_logged_in, import_dir
+):
+    rows = [["ID1", "a@example.com", "Lima", "x"], ["ID1", "a@example.com", "Quito", "x"]]
+    header = ["Customer Id", "Email", "City", "Frist Name"]
+    write_csv(import_dir / "partial.csv", rows, header=header)
+    state = services.import_enqueue_path("partial.csv")
+    run_queue()
+    html = client_logged_in.get(f"/imports/{state.pk}/").content.decode()
+    figure = html.split('data-counter="rows_duplicate">', 1)[1].split("<", 1)[0]
+    assert figure == "1" and "Duplicates in file" in html
+    assert '<span data-columns="used">Used: Customer Id, City, Email</span>' in html
+    assert '<span data-columns="ignored">Ignored (unknown): Frist Name</span>' in html
+    assert "Absent, left unchanged on existing customers: First Name, Last Name," in html
+
+    listing = client_logged_in.get(LIST).content.decode()
+    assert 'data-counter="rows_duplicate">1<' in listing
+    assert '<abbr title="Duplicates in file">Duplicates</abbr>' in listing
+
+
 def test_detail_of_a_missing_import_is_404(client_logged_in):
     assert client_logged_in.get("/imports/999999/").status_code == 404
     assert client_logged_in.get("/imports/999999/errors.csv").status_code == 404

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from customers.models import IMPORTED_FIELDS
+from customers.models import IMPORTED_FIELDS, Customer
 from imports.validation import CleanRecord
 from imports.writers import copy_line, writer_for
 
@@ -27,7 +27,7 @@ def test_a_terminated_connection_is_a_django_database_error():
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     writer = writer_for(connection, overwrite_manual=False)
     with transaction.atomic():
-        assert writer.write(records(10), want=set()).created == 10
+        assert writer.write(records(10), want=set()).counts["created"] == 10
     pid = connection.connection.info.backend_pid
     db = connection.settings_dict
     with psycopg.connect(
@@ -43,3 +43,50 @@ def test_a_terminated_connection_is_a_django_database_error():
     with pytest.raises(DatabaseError), transaction.atomic():
         writer.write(records(20), want=set())
     connection.close()
+
+
+def clean(customer_id: str, **values) -> CleanRecord:
+    """A clean record as the validation makes it: "" (or None) for the file's absent columns."""
+    full = dict.fromkeys(IMPORTED_FIELDS, "") | {"subscription_date": None}
+    full.update(customer_id=customer_id, **values)
+    row = tuple(full[f] for f in IMPORTED_FIELDS)
+    return CleanRecord(line=2, values=row, copy_line=copy_line(row))
+
+
+def test_both_writers_set_only_the_files_columns_and_count_repeated_ids(make_customer):
+    make_customer(customer_id="A", email="a@example.com", city="Lima", first_name="Ada")
+    make_customer(customer_id="B", email="b@example.com", city="Lima", first_name="Bea")
+    fields = ("customer_id", "city", "email")
+    writer = writer_for(connection, overwrite_manual=False, fields=fields, import_id=41)
+    with transaction.atomic():
+        first = writer.write(
+            [
+                clean("A", email="a@example.com", city="Lima"),
+                clean("B", email="b@example.com", city="Quito"),
+                clean("C", email="c@example.com", city="Cusco"),
+            ],
+            want={"A", "B", "C"},
+        )
+    assert first.counts == {"created": 1, "updated": 1, "unchanged": 1, "skipped_manual": 0}
+    assert first.outcome == {"A": "unchanged", "B": "updated", "C": "created"}
+    assert first.duplicates == 0
+    assert list(Customer.objects.order_by("customer_id").values_list("first_name", "city")) == [
+        ("Ada", "Lima"),
+        ("Bea", "Quito"),
+        ("", "Cusco"),
+    ]
+    # A later batch of the same import: A (unchanged before) and C repeat earlier rows.
+    with transaction.atomic():
+        later = writer.write(
+            [clean("A", email="a@example.com", city="Lima"), clean("D", email="d@example.com")],
+            want=set(),
+        )
+    assert later.duplicates == 1
+    with transaction.atomic():
+        again = writer.write([clean("C", email="c@example.com", city="Cusco")], want=set())
+    assert again.duplicates == 1
+    # Another import sees none of them as repeated.
+    other = writer_for(connection, overwrite_manual=False, fields=fields, import_id=42)
+    with transaction.atomic():
+        assert other.write([clean("A", email="a@example.com")], want=set()).duplicates == 0
+    assert Customer.objects.get(customer_id="A").city == ""

@@ -207,12 +207,8 @@ class Command(BaseCommand):
 
     def _summary(self, state: ImportState):
         if self.verbosity:
-            self.stdout.write(
-                f"Rows {state.rows_processed:,}: created {state.rows_created:,}, "
-                f"updated {state.rows_updated:,}, unchanged {state.rows_unchanged:,}, "
-                f"skipped (edited by hand) {state.rows_skipped_manual:,}, "
-                f"rejected {state.rows_rejected:,}."
-            )
+            self.stdout.write(_counts(state))
+            self.stdout.write(_columns(state))
             for warning in state.warnings:
                 self.stdout.write(self.style.WARNING(f"Warning: {warning}"))
             if state.rows_rejected:
@@ -298,11 +294,31 @@ class Command(BaseCommand):
             self.stdout.write(f"Import #{state.pk} paused at {state.percent:.1f}%; it will resume.")
         elif self.verbosity:
             self.stdout.write(
-                f"Import #{state.pk} {state.status}: {state.rows_processed:,} rows "
-                f"({state.rows_created:,} created, {state.rows_updated:,} updated, "
-                f"{state.rows_unchanged:,} unchanged, {state.rows_skipped_manual:,} skipped, "
-                f"{state.rows_rejected:,} rejected).{' ' + state.error if state.error else ''}"
+                f"Import #{state.pk} {state.status}: {_counts(state)}"
+                f"{' ' + state.error if state.error else ''}"
             )
+
+
+def _counts(state: ImportState) -> str:
+    """'Rows 10: created 4, updated 2, ..., duplicates in file 1.'"""
+    total, *parts = state.counter_items()
+    return (
+        f"Rows {total['value']:,}: "
+        + ", ".join(f"{part['label'].lower()} {part['value']:,}" for part in parts)
+        + "."
+    )
+
+
+def _columns(state: ImportState) -> str:
+    """Which columns of the file were imported, ignored, and which it lacks."""
+    parts = [f"Columns used: {', '.join(state.columns_used) or 'none'}"]
+    if state.columns_ignored:
+        parts.append(f"ignored (unknown): {', '.join(state.columns_ignored)}")
+    if state.columns_absent:
+        parts.append(
+            f"absent (left unchanged on existing customers): {', '.join(state.columns_absent)}"
+        )
+    return "; ".join(parts) + "."
 
 
 class _Progress:
