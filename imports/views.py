@@ -75,20 +75,28 @@ def import_list(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(id__lt=before)
     imports = list(rows[: PAGE_SIZE + 1])
     imports, has_more = imports[:PAGE_SIZE], len(imports) > PAGE_SIZE
-    # The rows and the buttons the page shows; while that stays the same, a poll answers
-    # with the changing cells only, so a focused Cancel or Resume button is never replaced.
-    shown = ",".join(f"{s.pk}.{s.status}.{int(bool(s.rows_rejected))}" for s in imports)
+    # The rows, their status and whether they offer an error report: while the rows and
+    # statuses stay the same, a poll answers with the changing cells only (and a row's new
+    # error report link), so a focused Cancel or Resume button is never replaced.
+    rows_shown = [(str(s.pk), s.status, str(int(bool(s.rows_rejected)))) for s in imports]
+    shown = ",".join(".".join(shown_row) for shown_row in rows_shown)
     context = {
         "imports": imports,
         "before": before,
         "next_before": imports[-1].pk if has_more else None,
         # The first page refreshes itself while something on it is queued or running.
         "poll": before is None and any(state.is_active for state in imports),
-        "shown": urlencode({"shown": shown}),
+        "shown": shown,
     }
     if _wants_fragment(request):
-        if request.GET.get("shown") == shown:
+        before_rows = [tuple(r.split(".")) for r in request.GET.get("shown", "").split(",")]
+        if [r[:2] for r in before_rows] == [r[:2] for r in rows_shown]:
             context["oob"] = True
+            context["new_reports"] = {
+                int(now[0])
+                for now, then in zip(rows_shown, before_rows, strict=True)
+                if now != then
+            }
             return reswap(render(request, "imports/import_list.html#figures", context), "none")
         return render(request, "imports/import_list.html#history", context)
     context |= {
