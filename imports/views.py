@@ -98,6 +98,13 @@ def import_list(request: HttpRequest) -> HttpResponse:
                 if now != then
             }
             return reswap(render(request, "imports/import_list.html#figures", context), "none")
+        # Said in the page's live region: which imports on the page changed status.
+        statuses_before = {r[0]: r[1] for r in before_rows if len(r) == 3}
+        context["announcement"] = " ".join(
+            f"Import #{state.pk} {state.get_status_display().lower()}."
+            for state in imports
+            if statuses_before.get(str(state.pk), state.status) != state.status
+        )
         return render(request, "imports/import_list.html#history", context)
     context |= {
         "files": services.import_dir_files(),

@@ -149,8 +149,13 @@ def test_list_partial_for_htmx_polls_only_while_something_is_active(client_logge
     assert 'id="import-history"' not in cells and "<button" not in cells
     assert f'name="shown" value="{state.pk}.queued.0" hx-swap-oob="true"' in cells
     run_queue()
-    html = client_logged_in.get(LIST, headers={"HX-Request": "true"}).content.decode()
+    html = client_logged_in.get(
+        LIST, {"shown": f"{state.pk}.queued.0"}, headers={"HX-Request": "true"}
+    ).content.decode()
     assert "hx-trigger" not in html and "Completed" in html
+    # The status change is said once in the page's permanent live region.
+    announce = f'<div id="import-announce" hx-swap-oob="innerHTML">Import #{state.pk} completed.'
+    assert announce in html
 
 
 def test_history_pages_by_keyset_without_counting(client_logged_in, import_dir):
