@@ -96,3 +96,51 @@ def test_import_list_empty_and_with_history(page, import_dir, user, assert_acces
     for state in ImportState.objects.all():
         page.goto(f"/imports/{state.pk}/")
         assert_accessible(page)
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+FOCUS_RING = """() => {
+    const rgb = s => s.match(/\\d+/g).slice(0, 3).map(Number);
+    const el = document.activeElement;
+    // The ring is drawn outside the element (outline-offset): compare it with what is
+    // behind the element, the nearest ancestor with a background of its own.
+    let behind = el.parentElement;
+    while (behind && getComputedStyle(behind).backgroundColor.match(/rgba\\(.*, 0\\)$/)) {
+        behind = behind.parentElement;
+    }
+    const style = getComputedStyle(el);
+    return {
+        name: el.textContent.trim().slice(0, 40) || el.name || el.tagName,
+        width: parseFloat(style.outlineWidth),
+        ring: rgb(style.outlineColor),
+        behind: rgb(getComputedStyle(behind || document.body).backgroundColor),
+    };
+}"""
+
+
+def test_focus_ring_has_3_to_1_contrast_wherever_it_is_drawn(page, import_dir):
+    """WCAG 1.4.11: the focus indicator against its background, on light and dark parts."""
+    (import_dir / "customers.csv").write_text("Customer Id,Email\nA1,a@example.com\n")
+    page.goto("/imports/")
+    rings = []
+    for _ in range(12):  # top bar links, then the forms on white cards
+        page.keyboard.press("Tab")
+        rings.append(page.evaluate(FOCUS_RING))
+    assert any(sum(r["behind"]) < 200 for r in rings), "no ring on the dark top bar"
+    assert any(sum(r["behind"]) > 700 for r in rings), "no ring on a light background"
+    for ring in rings:
+        assert ring["width"] >= 2, ring
+        assert contrast(tuple(ring["ring"]), tuple(ring["behind"])) >= 3, ring
