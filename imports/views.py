@@ -3,7 +3,10 @@
 Plain function views, one template per page. The detail page's `progress` partial
 is polled by htmx every second while the import is queued or running; the
 partial rendered once it is finished has no `hx-trigger`, so polling stops by
-itself. Everything shown comes from the ImportState row, so a refresh or a
+itself. A poll replaces the figures only: the buttons, the recent rows and the
+live region's spoken news are sent out of band when they differ from what the
+polling page says it shows, so keyboard focus and screen readers are not
+disturbed. Everything shown comes from the ImportState row, so a refresh or a
 server restart loses nothing. State changes go through `imports.services`.
 """
 
