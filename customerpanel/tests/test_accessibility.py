@@ -1,4 +1,7 @@
-"""Every project page passes axe-core in a real browser (the admin is Django's, not ours).
+"""Every project page passes axe-core in a real browser.
+
+Not checked: the admin (Django's own pages) and the API docs (drf-spectacular's Swagger UI),
+which this project does not write.
 
 axe-core is vendored for the tests only (tests/vendor/, see its README) and injected into
 each page by Playwright; any violation of any rule axe enables by default fails the test.
