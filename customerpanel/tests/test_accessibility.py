@@ -14,6 +14,8 @@ from __future__ import annotations
 import pytest
 
 from customers import services
+from customers.models import Customer
+from customers.views import PAGE_SIZE
 from imports.models import ImportState, ImportStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -49,8 +51,17 @@ def test_customer_pages(page, make_customer, user, assert_accessible):
     page.goto("/customers/")
     expect(page.locator("#customer-rows tr")).to_have_count(2)
     assert_accessible(page)
-    page.goto("/customers/?q=no+such+customer")
+    # Rows brought in by htmx: a search as you type, then the next page on scrolling.
+    page.get_by_label("Search").fill("no such customer")
     expect(page.locator("#customer-rows")).to_contain_text("No customers match")
+    assert_accessible(page)
+    Customer.objects.bulk_create(
+        Customer(customer_id=f"MANY{n}", first_name="Many", email=f"many{n}@example.com")
+        for n in range(PAGE_SIZE + 5)
+    )
+    page.goto("/customers/")
+    page.locator("#load-more").scroll_into_view_if_needed()
+    expect(page.locator("#customer-rows tr")).to_have_count(PAGE_SIZE + 7)
     assert_accessible(page)
     for url in (
         f"/customers/{customer.pk}/",
