@@ -182,3 +182,39 @@ def import_worker(subprocess_env):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+AXE_JS = BASE_DIR / "customerpanel" / "tests" / "vendor" / "axe.min.js"
+
+
+def axe_violations(pg) -> list[str]:
+    """Run axe-core (vendored, test-only) on the page as it is now; one line per violation."""
+    if not pg.evaluate("typeof window.axe !== 'undefined'"):
+        pg.add_script_tag(path=str(AXE_JS))
+    # WCAG 2.x A/AA plus axe's best practices: every rule axe ships enabled by default.
+    results = pg.evaluate("async () => (await axe.run(document)).violations")
+    found = [
+        f"{v['id']} ({v['impact']}): {v['help']} -> "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"])
+        for v in results
+    ]
+    # axe accepts an aria-describedby with a missing id; a screen reader then reads nothing.
+    dangling = pg.evaluate(
+        """() => [...document.querySelectorAll('[aria-describedby], [aria-labelledby]')]
+            .flatMap(el => ['aria-describedby', 'aria-labelledby']
+              .flatMap(attr => (el.getAttribute(attr) || '').split(/\\s+/).filter(Boolean)
+                .filter(id => !document.getElementById(id))
+                .map(id => `${el.tagName.toLowerCase()}[${attr}] -> #${id}`)))"""
+    )
+    return found + [f"dangling id reference: {ref}" for ref in dangling]
+
+
+@pytest.fixture
+def assert_accessible():
+    """`assert_accessible(page)`: fails the test on any axe-core violation of the page."""
+
+    def check(pg) -> None:
+        violations = axe_violations(pg)
+        assert violations == [], f"axe-core violations on {pg.url}:\n" + "\n".join(violations)
+
+    return check

@@ -3,7 +3,10 @@
 Plain function views, one template per page. The detail page's `progress` partial
 is polled by htmx every second while the import is queued or running; the
 partial rendered once it is finished has no `hx-trigger`, so polling stops by
-itself. Everything shown comes from the ImportState row, so a refresh or a
+itself. A poll replaces the figures only: the buttons, the recent rows and the
+live region's spoken news are sent out of band when they differ from what the
+polling page says it shows, so keyboard focus and screen readers are not
+disturbed. Everything shown comes from the ImportState row, so a refresh or a
 server restart loses nothing. State changes go through `imports.services`.
 """
 
@@ -17,16 +20,17 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import reswap
 
 from customers.models import Customer
 
 from . import services
 from .forms import ImportFolderForm, ImportUploadForm
-from .models import ImportState
+from .models import ImportState, ImportStatus
 from .outcomes import COUNTER_FIELDS, COUNTERS, OUTCOME_LABELS
 from .uploads import (
     human_size,
@@ -36,6 +40,7 @@ from .uploads import (
 )
 
 PAGE_SIZE = 25
+ANNOUNCE_STEP = 10  # percent between two spoken progress updates of a running import
 LIST_COLUMNS = (
     "id",
     "status",
@@ -73,6 +78,11 @@ def import_list(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(id__lt=before)
     imports = list(rows[: PAGE_SIZE + 1])
     imports, has_more = imports[:PAGE_SIZE], len(imports) > PAGE_SIZE
+    # The rows, their status and whether they offer an error report: while the rows and
+    # statuses stay the same, a poll answers with the changing cells only (and a row's new
+    # error report link), so a focused Cancel or Resume button is never replaced.
+    rows_shown = [(str(s.pk), s.status, str(int(bool(s.rows_rejected)))) for s in imports]
+    shown = ",".join(".".join(shown_row) for shown_row in rows_shown)
     context = {
         "imports": imports,
         "before": before,
@@ -80,8 +90,25 @@ def import_list(request: HttpRequest) -> HttpResponse:
         "counters": COUNTERS,
         # The first page refreshes itself while something on it is queued or running.
         "poll": before is None and any(state.is_active for state in imports),
+        "shown": shown,
     }
     if _wants_fragment(request):
+        before_rows = [tuple(r.split(".")) for r in request.GET.get("shown", "").split(",")]
+        if [r[:2] for r in before_rows] == [r[:2] for r in rows_shown]:
+            context["oob"] = True
+            context["new_reports"] = {
+                int(now[0])
+                for now, then in zip(rows_shown, before_rows, strict=True)
+                if now != then
+            }
+            return reswap(render(request, "imports/import_list.html#figures", context), "none")
+        # Said in the page's live region: which imports on the page changed status.
+        statuses_before = {r[0]: r[1] for r in before_rows if len(r) == 3}
+        context["announcement"] = " ".join(
+            f"Import #{state.pk} {state.get_status_display().lower()}."
+            for state in imports
+            if statuses_before.get(str(state.pk), state.status) != state.status
+        )
         return render(request, "imports/import_list.html#history", context)
     context |= {
         "files": services.import_dir_files(),
@@ -157,17 +184,55 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     state = get_object_or_404(
         ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by"), pk=pk
     )
+    said, announcement = _announcement(state)
+    # What the page shows, carried by the next poll: the answer re-sends the buttons, the
+    # recent rows and the spoken news only when they changed, never the focused button.
+    shown = {
+        "status": state.status,
+        "rejected": str(state.rows_rejected),
+        "bytes": str(state.bytes_processed),
+        "said": said,
+    }
     context = {
         "state": state,
         # Lazy: only evaluated when the template's cached fragment is stale.
         "recent_rows": SimpleLazyObject(lambda: _recent_rows(state)),
         "elapsed": _duration(state.elapsed_seconds),
         "eta": _duration(state.eta_seconds),
+        "shown": urlencode(shown),
     }
     template = "imports/import_detail.html"
-    return render(
-        request, f"{template}#progress" if _wants_fragment(request) else template, context
-    )
+    if not _wants_fragment(request):
+        return render(request, template, context)
+    before = {key: request.GET.get(key) for key in shown}
+    context |= {
+        "oob": True,
+        "swap": {
+            "control": before["status"] != shown["status"],
+            "report": before["rejected"] != shown["rejected"],
+            "recent": before["bytes"] != shown["bytes"] or before["status"] != shown["status"],
+        },
+        "announcement": announcement if before["said"] != said else "",
+    }
+    return render(request, f"{template}#poll", context)
+
+
+def _announcement(state: ImportState) -> tuple[str, str]:
+    """What the live region says about the import, and a key that changes when that is news.
+
+    A running import is announced every ANNOUNCE_STEP percent, not at each poll, so a
+    screen reader hears a short sentence now and then instead of a stream of figures.
+    """
+    name = f"Import #{state.pk}"
+    if state.status == ImportStatus.RUNNING:
+        step = int(state.percent // ANNOUNCE_STEP) * ANNOUNCE_STEP
+        return f"running-{step}", f"{name} running: {step}% done."
+    if state.status == ImportStatus.COMPLETED:
+        rejected = f", {state.rows_rejected:,} rejected" if state.rows_rejected else ""
+        return "completed", f"{name} completed: {state.rows_processed:,} rows{rejected}."
+    if state.status == ImportStatus.CANCELLED:
+        return "cancelled", f"{name} cancelled at {state.percent:.1f}%."
+    return str(state.status), f"{name} {state.get_status_display().lower()}."
 
 
 def _recent_rows(state: ImportState) -> list[dict]:

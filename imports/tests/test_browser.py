@@ -268,3 +268,144 @@ def test_an_upload_over_the_limit_is_refused_in_the_browser_and_on_the_server(
     expect(page.get_by_text(message)).to_be_visible()
     assert not ImportState.objects.exists()
     assert not (settings.MEDIA_ROOT / "uploads").exists()
+
+
+# --- Keyboard and screen-reader use of the live pages ------------------------------
+
+
+def tab_to(page, target, limit: int = 60) -> None:
+    """Press Tab until `target` has the focus, as a keyboard user would."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if target.evaluate("el => el === document.activeElement"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
+
+
+def remember_focus(page) -> None:
+    """Keep a reference to the focused node and count the polls answered from now on."""
+    page.evaluate(
+        """() => {
+            window.focusedNode = document.activeElement;
+            window.polls = 0;
+            document.body.addEventListener('htmx:afterRequest', () => window.polls++);
+        }"""
+    )
+
+
+def still_focused(page) -> bool:
+    # The same node, still in the page: not a look-alike that replaced it.
+    return page.evaluate(
+        "() => document.activeElement === window.focusedNode"
+        " && document.body.contains(window.focusedNode)"
+    )
+
+
+def test_keyboard_reaches_the_upload_field_and_the_import_buttons(
+    page, import_dir, assert_accessible
+):
+    customers_file(import_dir / "big.csv", total=50)
+    page.goto("/imports/")
+    assert_accessible(page)
+    tab_to(page, page.get_by_label("CSV file", exact=True))
+    tab_to(page, page.get_by_role("button", name="Upload and import"))
+    file_choice = page.get_by_label("big.csv")
+    tab_to(page, file_choice)
+    page.keyboard.press("Space")
+    expect(file_choice).to_be_checked()
+    tab_to(page, page.get_by_role("button", name="Import selected file"))
+    page.keyboard.press("Enter")
+    pk = import_pk(page)
+    assert ImportState.objects.get(pk=pk).original_name == "big.csv"
+
+
+def test_focus_stays_on_cancel_while_the_progress_polls_and_news_is_announced(
+    page, import_worker, import_dir, settings, assert_accessible
+):
+    settings.IMPORT_BATCH_SIZE = 10  # ~300 batches: long enough to watch several polls
+    customers_file(import_dir / "big.csv")
+    pk = services.import_enqueue_path("big.csv").pk
+    progressed(pk, 50)
+    page.goto(f"/imports/{pk}/")
+    expect_status(page, "running")
+    page.evaluate(
+        """() => {
+            window.announced = [];
+            const region = document.getElementById('import-announce');
+            if (region) new MutationObserver(() => window.announced.push(
+                region.textContent.trim()
+            )).observe(region, {childList: true, subtree: true, characterData: true});
+        }"""
+    )
+
+    cancel = page.get_by_role("button", name="Cancel import")
+    tab_to(page, cancel)
+    remember_focus(page)
+    seen = {counter(page, "rows_processed").inner_text()}
+    # Four polls that each brought new figures: the focus never moved.
+    while len(seen) < 5:
+        page.wait_for_function("n => window.polls >= n", arg=len(seen))
+        seen.add(counter(page, "rows_processed").inner_text())
+        assert still_focused(page), f"focus lost after {len(seen)} polls"
+    assert ImportState.objects.get(pk=pk).status == ImportStatus.RUNNING
+    announce = page.locator("#import-announce")
+    expect(announce).to_have_attribute("role", "status")
+    expect(announce).to_have_text(re.compile(rf"^Import #{pk} running: \d+% done\.$"))
+    assert_accessible(page)
+    shot(page, "detail_running_focus")
+    polls = page.evaluate("window.polls")
+    announced = page.evaluate("window.announced")
+    # Short news every 10 %, not the figures of every poll.
+    assert 1 <= len(announced) < polls, (announced, polls)
+    assert all(re.fullmatch(rf"Import #{pk} running: \d+0% done\.", text) for text in announced)
+    assert still_focused(page)
+
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Import #{pk} cancelled at")).to_be_visible()
+    expect_status(page, "cancelled")
+    assert_accessible(page)  # a finished import's page
+    resume = page.get_by_role("button", name="Resume import")
+    tab_to(page, resume)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Import #{pk} queued again")).to_be_visible()
+    expect_status(page, "completed")
+    expect(announce).to_have_text(f"Import #{pk} completed: {TOTAL:,} rows, {len(BAD)} rejected.")
+    assert_accessible(page)
+
+
+def test_resume_on_the_list_keeps_focus_while_another_import_polls(
+    page, import_worker, import_dir, settings, user, assert_accessible
+):
+    settings.IMPORT_BATCH_SIZE = 10
+    customers_file(import_dir / "small.csv", total=100)
+    customers_file(import_dir / "big.csv")
+    paused = services.import_enqueue_path("small.csv", by_user=user)
+    services.import_cancel(paused, by_user=user)
+    running = services.import_enqueue_path("big.csv", by_user=user).pk
+    progressed(running, 50)
+
+    page.goto("/imports/")
+    expect(page.locator("#import-history")).to_have_attribute("hx-trigger", "every 2s")
+    assert_accessible(page)
+    resume = page.get_by_role("button", name=f"Resume import #{paused.pk}")
+    tab_to(page, resume)
+    remember_focus(page)
+    cell = page.locator("#import-history tr", has_text=f"#{running} big.csv").locator("td").nth(2)
+    errors_link = page.get_by_role("link", name=f"Errors of import #{running}")
+    seen = {cell.inner_text()}
+    # Several polls, one of which adds the running import's first rejected row (and its
+    # error report link) out of band: the Resume button keeps the focus throughout.
+    while len(seen) < 4 or not errors_link.count():
+        page.wait_for_function("n => window.polls >= n", arg=len(seen))
+        seen.add(cell.inner_text())
+        assert still_focused(page), f"focus lost after {len(seen)} polls"
+    assert ImportState.objects.get(pk=running).status == ImportStatus.RUNNING
+    shot(page, "list_polling_focus")
+
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Import #{paused.pk} queued again")).to_be_visible()
+    assert ImportState.objects.get(pk=paused.pk).status in (
+        ImportStatus.QUEUED,
+        ImportStatus.RUNNING,
+        ImportStatus.COMPLETED,
+    )

@@ -133,14 +133,29 @@ def test_list_shows_folder_files_with_size_and_the_history(client_logged_in, sam
 
 
 def test_list_partial_for_htmx_polls_only_while_something_is_active(client_logged_in, sample):
-    services.import_enqueue_path("sample.csv")
+    state = services.import_enqueue_path("sample.csv")
     partial = client_logged_in.get(LIST, headers={"HX-Request": "true"})
     html = partial.content.decode()
     assert html.lstrip().startswith('<div id="import-history"')
     assert "<html" not in html and 'hx-trigger="every 2s"' in html
+    assert f'name="shown" value="{state.pk}.queued.0"' in html
+    # Same rows, same buttons: only the active row's cells come back, out of band.
+    same = client_logged_in.get(
+        LIST, {"shown": f"{state.pk}.queued.0"}, headers={"HX-Request": "true"}
+    )
+    assert same["HX-Reswap"] == "none"
+    cells = same.content.decode()
+    assert f'<td id="import-{state.pk}-status" hx-swap-oob="true">' in cells
+    assert 'id="import-history"' not in cells and "<button" not in cells
+    assert f'name="shown" value="{state.pk}.queued.0" hx-swap-oob="true"' in cells
     run_queue()
-    html = client_logged_in.get(LIST, headers={"HX-Request": "true"}).content.decode()
+    html = client_logged_in.get(
+        LIST, {"shown": f"{state.pk}.queued.0"}, headers={"HX-Request": "true"}
+    ).content.decode()
     assert "hx-trigger" not in html and "Completed" in html
+    # The status change is said once in the page's permanent live region.
+    announce = f'<div id="import-announce" hx-swap-oob="innerHTML">Import #{state.pk} completed.'
+    assert announce in html
 
 
 def test_history_pages_by_keyset_without_counting(client_logged_in, import_dir):
@@ -281,18 +296,32 @@ def test_detail_polls_while_active_and_stops_once_completed(
     html = page.content.decode()
     assert page.status_code == 200 and "<html" in html
     assert 'id="import-progress"' in html
-    assert f'hx-get="{url}" hx-trigger="every 1s" hx-swap="outerHTML"' in html
+    poll = f"{url}?status=queued&amp;rejected=0&amp;bytes=0&amp;said=queued"
+    assert f'hx-get="{poll}" hx-trigger="every 1s" hx-swap="outerHTML"' in html
     assert "Waiting for the import worker" in html
 
     partial = client_logged_in.get(url, headers={"HX-Request": "true"})
     fragment = partial.content.decode()
-    assert fragment.lstrip().startswith('<section id="import-progress"')
+    assert fragment.lstrip().startswith('<div id="import-progress"')
     assert "<html" not in fragment and 'hx-trigger="every 1s"' in fragment
     assert partial["Vary"] and "HX-Request" in partial["Vary"]
+    # A poll from a page that already shows this state gets the figures only: the
+    # Cancel button (which may have keyboard focus) and the live region are left alone.
+    shown = {"status": "queued", "rejected": "0", "bytes": "0", "said": "queued"}
+    same = client_logged_in.get(url, shown, headers={"HX-Request": "true"}).content.decode()
+    assert 'id="import-progress"' in same and "Waiting for the import worker" in same
+    assert "hx-swap-oob" not in same and "Cancel import" not in same
 
     run_queue()
-    done = client_logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    # The poll that sees the end re-sends the buttons, the rows and a spoken summary.
+    done = client_logged_in.get(url, shown, headers={"HX-Request": "true"}).content.decode()
     assert "hx-trigger" not in done and "hx-get" not in done
+    assert '<span id="import-control" class="action-group" hx-swap-oob="true">' in done
+    assert '<div id="import-recent" hx-swap-oob="true">' in done
+    assert (
+        f'<div id="import-announce" hx-swap-oob="innerHTML">Import #{state.pk} completed: '
+        "7 rows, 2 rejected.</div>"
+    ) in done
     assert 'data-status="completed"' in done and 'value="100.00"' in done
     counts = {
         name: done.split(f'data-counter="{name}">', 1)[1].split("<", 1)[0]
