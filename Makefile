@@ -27,11 +27,7 @@ run: install .env
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Customer Panel on http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
-	@trap 'kill 0' INT TERM EXIT; \
-	nice -n 10 $(PY) manage.py run_import --worker & \
-	$(VENV)/bin/gunicorn customerpanel.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
-	  --workers 2 --threads 8 --timeout 120 --access-logfile - & \
-	wait
+	@VENV=$(VENV) HOST=$(HOST) PORT=$(PORT) exec scripts/run.sh
 
 ## test: the whole suite on SQLite, then on PostgreSQL (fails if PostgreSQL is unreachable)
 test: install
