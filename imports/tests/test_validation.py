@@ -5,7 +5,7 @@ import pytest
 from customers.models import IMPORTED_FIELDS
 from imports.reader import Header, Record
 from imports.tests.helpers import HEADER, row
-from imports.validation import CleanRecord, Rejection, Validator, raw_text
+from imports.validation import MAX_LENGTHS, CleanRecord, Rejection, Validator, raw_text
 
 HEADER_FIELDS = [None, *IMPORTED_FIELDS]  # "Index" maps to no field
 
@@ -58,3 +58,45 @@ def test_rejection_keeps_the_customer_id_when_there_is_one():
 def test_raw_row_is_cut_to_a_few_kb():
     result = check(row(1, email="bad", about_customer="z" * 100_000))
     assert len(result.raw) == 4096
+
+
+def at_length(field: str, length: int) -> str:
+    """A valid value of exactly `length` characters for `field`."""
+    if field == "email":  # a short local part and a long domain of labels up to 63 characters
+        domain = ".".join(["d" * 63] * 4)[: length - len("a@.com")].rstrip(".")
+        value = f"a@{domain}.com"
+        return value[:2] + "e" * (length - len(value)) + value[2:]
+    return "x" * length
+
+
+@pytest.mark.parametrize("field", sorted(MAX_LENGTHS))
+def test_a_value_exactly_at_its_limit_is_accepted_one_more_is_not(field):
+    limit = MAX_LENGTHS[field]
+    label = next(column for column in HEADER if column.lower().replace(" ", "_") == field)
+    key = label.lower().replace(" ", "_")
+    exact = at_length(field, limit)
+    assert len(exact) == limit
+    assert isinstance(check(row(1, **{key: exact})), CleanRecord)
+
+    longer = at_length(field, limit + 1)
+    result = check(row(1, **{key: longer}))
+    assert isinstance(result, Rejection)
+    assert result.reason == f"{label} is longer than {limit} characters ({limit + 1})"
+
+
+def test_a_row_of_the_wrong_width_keeps_its_customer_id_if_it_has_one():
+    short = check(row(5, customer_id="  ID5  ")[:-1])
+    assert (short.customer_id, short.reason) == ("ID5", "expected 13 fields, found 12")
+    assert check([*row(6), "extra"]).customer_id == "ID6"
+    assert check(row(7, customer_id="C" * 300)[:-1]).customer_id == "C" * 255
+    # The Customer Id column (the second) is missing from a one-field row.
+    only_index = check(["1"])
+    assert (only_index.customer_id, only_index.reason) == ("", "expected 13 fields, found 1")
+    assert check([]).customer_id == ""
+
+
+def test_the_raw_row_is_csv_text_without_a_line_end():
+    assert raw_text(["a", "b,c", 'say "hi"', "two\nlines", ""]) == (
+        'a,"b,c","say ""hi""","two\nlines",'
+    )
+    assert check(["1", "ID1", "x"]).raw == "1,ID1,x"
