@@ -136,6 +136,7 @@ def test_kill_at_named_points_then_resume_equals_a_clean_run(subprocess_env, sam
     assert final_state() == expected
 
 
+@pytest.mark.slow  # 20 MB, imported four times: the named kill points above are the quick check
 def test_kill_9_from_outside_at_random_moments(subprocess_env, tmp_path):
     import random
 
