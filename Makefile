@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/customerpanel
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres install lint format bench bench-quick clean
+.PHONY: run test test-sqlite test-postgres install lint format bench bench-quick mutate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is required; set PYTHON=/path/to/python3.12")'
@@ -66,5 +66,13 @@ bench: install
 bench-quick: install
 	$(PY) bench/run.py --quick
 
+## mutate: mutation testing of the import rules and the customer service (slow; not part of CI).
+# Settings in pyproject.toml [tool.mutmut]. One child at a time: the children share the SQLite
+# test database. mutants/ is rebuilt each time so that no stale copy of a test is run.
+mutate: install
+	rm -rf mutants
+	DATABASE_URL=sqlite:///$(CURDIR)/var/mutate.sqlite3 $(VENV)/bin/mutmut run --max-children 1
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) staticfiles
+	rm -rf $(VENV) staticfiles mutants
