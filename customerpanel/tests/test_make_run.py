@@ -60,8 +60,10 @@ def alive(pid: int) -> bool:
 class MakeRun:
     def __init__(self, tmp_path: Path, port: int):
         self.port = port
+        # Not a sub-make of `make test`: its flags and jobserver are not ours.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
         env = {
-            **os.environ,
+            **inherited,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "STATIC_ROOT": str(tmp_path / "static"),
             "MEDIA_ROOT": str(tmp_path / "media"),
