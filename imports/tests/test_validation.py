@@ -3,7 +3,7 @@
 import pytest
 
 from customers.models import IMPORTED_FIELDS
-from imports.reader import Header, Record
+from imports.reader import BadRecord, Header, Record
 from imports.tests.helpers import HEADER, row
 from imports.validation import MAX_LENGTHS, CleanRecord, Rejection, Validator, raw_text
 
@@ -100,3 +100,60 @@ def test_the_raw_row_is_csv_text_without_a_line_end():
         'a,"b,c","say ""hi""","two\nlines",'
     )
     assert check(["1", "ID1", "x"]).raw == "1,ID1,x"
+
+
+def test_a_bad_record_from_the_reader_becomes_a_rejection_with_its_raw_text_cut():
+    validator = Validator(Header(HEADER, HEADER_FIELDS, 0, 1))
+    bad = BadRecord(9, "malformed CSV quoting", "q" * 5000, 0, 9)
+    assert validator(bad) == Rejection(9, "", "malformed CSV quoting", "q" * 4096)
+
+
+EMAIL_100 = "e" * 100
+DATE_50 = "2021-01-01" + "x" * 40
+
+
+@pytest.mark.parametrize(
+    "overrides, customer_id, reason",
+    [
+        ({"customer_id": " "}, "", "Customer Id is empty"),
+        ({"email": " "}, "ID1", "Email is empty"),
+        ({"email": EMAIL_100}, "ID1", f"Email {EMAIL_100[:80]!r} is not a valid email address"),
+        (
+            {"subscription_date": DATE_50},
+            "ID1",
+            f"Subscription Date {DATE_50[:40]!r} is not a valid YYYY-MM-DD date",
+        ),
+        # ISO week dates and short dates, which date.fromisoformat would take or trip over.
+        (
+            {"subscription_date": "2021-W01-1"},
+            "ID1",
+            "Subscription Date '2021-W01-1' is not a valid YYYY-MM-DD date",
+        ),
+        (
+            {"subscription_date": "2021-01"},
+            "ID1",
+            "Subscription Date '2021-01' is not a valid YYYY-MM-DD date",
+        ),
+        (
+            {"customer_id": "C" * 300},
+            "C" * 255,
+            "Customer Id is longer than 64 characters (300)",
+        ),
+    ],
+)
+def test_each_rejection_exactly(overrides, customer_id, reason):
+    fields = row(1, **overrides)
+    assert check(fields) == Rejection(7, customer_id, reason, raw_text(fields))
+
+
+def test_columns_missing_from_the_header_are_empty_values():
+    names = [n for n in HEADER if n not in ("Phone 2", "Website")]
+    fields = [None if n == "Index" else n.lower().replace(" ", "_") for n in names]
+    fields = ["about" if f == "about_customer" else f for f in fields]
+    validator = Validator(Header(names, fields, 0, 1))
+    full = dict(zip(HEADER, row(3), strict=True))
+    result = validator(Record(2, [full[n] for n in names], 0, 2))
+    assert isinstance(result, CleanRecord)
+    values = dict(zip(IMPORTED_FIELDS, result.values, strict=True))
+    assert values["phone_2"] == "" and values["website"] == ""
+    assert values["phone_1"] == "+51 1 555" and values["email"] == "ann3@example.com"
