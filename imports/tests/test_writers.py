@@ -1,4 +1,5 @@
-"""The PostgreSQL writer's failure mode when its connection dies (the worker retries on it)."""
+"""The writers: lookups in chunks, and the PostgreSQL writer's failure mode when its connection
+dies (the worker retries on it)."""
 
 import psycopg
 import pytest
@@ -42,3 +43,25 @@ def test_a_terminated_connection_is_a_django_database_error():
     with pytest.raises(DatabaseError), transaction.atomic():
         writer.write(records(20), want=set())
     connection.close()
+
+
+def test_a_batch_larger_than_the_lookup_chunk_finds_every_existing_customer():
+    batch = records(1200)  # more ids than one IN (...) lookup of the SQLite writer takes
+    writer = writer_for(connection, overwrite_manual=False)
+    with transaction.atomic():
+        first = writer.write(batch, want=set())
+    assert (first.created, first.updated, first.unchanged) == (1200, 0, 0)
+    changed = [
+        CleanRecord(
+            r.line,
+            (r.values[0], "new", *r.values[2:]),
+            copy_line((r.values[0], "new", *r.values[2:])),
+        )
+        if i >= 1000
+        else r
+        for i, r in enumerate(batch)
+    ]
+    with transaction.atomic():
+        again = writer.write(changed, want={"ID0", "ID1199"})
+    assert (again.created, again.updated, again.unchanged) == (0, 200, 1000)
+    assert again.outcome == {"ID0": "unchanged", "ID1199": "updated"}
