@@ -11,7 +11,7 @@ DB ?= sqlite
 EMBEDDED_PG := $(PY) -m customerpanel.embedded_pg
 
 .PHONY: run serve test test-sqlite test-postgres test-embedded suite install lint format \
-  bench bench-quick clean
+  bench bench-quick mutate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is required; set PYTHON=/path/to/python3.12")'
@@ -28,26 +28,24 @@ install: $(VENV)/.installed
 
 ## run: web (gunicorn on http://$(HOST):$(PORT)) + import worker, embedded SQLite by default;
 ## DB=postgres: on the embedded PostgreSQL server, started and stopped with them
-run: install .env
+# (serve is a prerequisite, not a sub-make, so that Ctrl-C ends one make quietly)
 ifeq ($(DB),postgres)
-	@$(EMBEDDED_PG) run -- $(MAKE) --no-print-directory serve
+run: install .env
+	@exec $(EMBEDDED_PG) run -- $(MAKE) --no-print-directory serve
 else ifeq ($(DB),sqlite)
-	@$(MAKE) --no-print-directory serve
+run: install .env serve
 else
+run:
 	@echo "DB=$(DB): use DB=sqlite (the default) or DB=postgres"; exit 2
 endif
 
 # (used by run) on DATABASE_URL from the environment or .env, SQLite if neither sets it
-serve:
+serve: install .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Customer Panel on http://$(HOST):$(PORT)/  (Ctrl-C stops web and worker)"
-	@trap 'trap - INT TERM EXIT; kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
-	nice -n 10 $(PY) manage.py run_import --worker & \
-	$(VENV)/bin/gunicorn customerpanel.wsgi --bind $(HOST):$(PORT) --worker-class gthread \
-	  --workers 2 --threads 8 --timeout 120 --access-logfile - & \
-	wait
+	@VENV=$(VENV) HOST=$(HOST) PORT=$(PORT) exec scripts/run.sh
 
 ## test: the whole suite on SQLite, then on PostgreSQL (PG_URL, or an embedded throwaway server)
 test: install
@@ -100,5 +98,13 @@ bench: install
 bench-quick: install
 	$(PY) bench/run.py --quick
 
+## mutate: mutation testing of the import rules and the customer service (slow; not part of CI).
+# Settings in pyproject.toml [tool.mutmut]. One child at a time: the children share the SQLite
+# test database. mutants/ is rebuilt each time so that no stale copy of a test is run.
+mutate: install
+	rm -rf mutants
+	DATABASE_URL=sqlite:///$(CURDIR)/var/mutate.sqlite3 $(VENV)/bin/mutmut run --max-children 1
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) staticfiles
+	rm -rf $(VENV) staticfiles mutants

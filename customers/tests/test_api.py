@@ -95,11 +95,17 @@ def test_cursor_pages_are_stable_and_complete(api_client, make_customer):
     assert seen == sorted(made, reverse=True)
 
 
-def test_page_size_is_capped(api_client, make_customer):
-    make_customer()
+def test_page_size_is_capped(api_client):
+    cap = 500  # the documented maximum
+    Customer.objects.bulk_create(
+        Customer(customer_id=f"CAP{n}", email=f"cap{n}@example.com") for n in range(cap + 20)
+    )
     page = api_client.get(f"{LIST}?page_size=100000")
     assert page.status_code == 200
-    assert len(page.json()["results"]) == 1
+    assert len(page.json()["results"]) == cap
+    assert page.json()["next"]  # the rest is one page away
+    rest = api_client.get(page.json()["next"]).json()
+    assert len(rest["results"]) == 20 and rest["next"] is None
 
 
 def test_bad_cursor_is_4xx(api_client):
@@ -137,6 +143,16 @@ def test_session_auth_enforces_csrf(client, user):
     csrf_client.force_login(user)
     response = csrf_client.post(LIST, {"customer_id": "C1", "email": "c@example.com"})
     assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert not Customer.objects.exists()
+    # The same request with the token goes through: the refusal was the CSRF check's.
+    csrf_client.get("/customers/")
+    token = csrf_client.cookies["csrftoken"].value
+    accepted = csrf_client.post(
+        LIST, {"customer_id": "C1", "email": "c@example.com"}, HTTP_X_CSRFTOKEN=token
+    )
+    assert accepted.status_code == 201
+    assert list(Customer.objects.values_list("customer_id", flat=True)) == ["C1"]
 
 
 def test_browsable_api_renders(client_logged_in, make_customer):

@@ -71,3 +71,15 @@ def test_delete_many(make_customer, user, caplog):
     assert deleted == 2
     assert list(Customer.objects.values_list("pk", flat=True)) == [kept.pk]
     assert "2 customers deleted by staff" in caplog.text
+
+
+def test_unknown_fields_are_named_and_nothing_is_saved(make_customer, user):
+    customer = make_customer(city="Lima")
+    unknown = {"id": 9, "created_at": None, "updated_at": None, "notes": "", "pk": 1}
+    with pytest.raises(ValueError, match=r"^not editable: created_at, id, notes, pk, updated_at$"):
+        services.customer_update(customer, data=unknown, by_user=user)
+    with pytest.raises(ValueError, match=r"^not editable: notes$"):
+        services.customer_create(data={"customer_id": "N1", "notes": "x"}, by_user=user)
+    customer.refresh_from_db()
+    assert customer.manually_edited_at is None
+    assert not Customer.objects.filter(customer_id="N1").exists()

@@ -183,9 +183,9 @@ def _xlsx() -> bytes:
     return b"PK\x03\x04\x14\x00\x06\x00" + b"[Content_Types].xml" + bytes(200)
 
 
-def _bad_run() -> bytes:
-    bad = rows_csv(*range(3, 3 + BAD_RUN), email="not-an-email")
-    return good(1, 2) + bad + rows_csv(BAD_RUN + 3, BAD_RUN + 4)
+def _bad_run(count: int = BAD_RUN) -> bytes:
+    bad = rows_csv(*range(3, 3 + count), email="not-an-email")
+    return good(1, 2) + bad + rows_csv(count + 3, count + 4)
 
 
 def _formulas() -> bytes:

@@ -156,6 +156,7 @@ def test_kill_at_named_points_then_resume_equals_a_clean_run(subprocess_env, sam
     assert final_state() == expected
 
 
+@pytest.mark.slow  # 20 MB, imported four times: the named kill points above are the quick check
 def test_kill_9_from_outside_at_random_moments(subprocess_env, tmp_path):
     import random
 
@@ -417,3 +418,60 @@ def test_two_foreground_runs_at_once_the_refused_one_leaves_nothing(
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
     assert ImportState.objects.get().status == ImportStatus.CANCELLED
+
+
+@pytest.mark.django_db
+def test_overwrite_manual_on_the_command_line(tmp_path, user):
+    from customers.services import customer_update
+
+    path = write_csv(tmp_path / "c.csv", [row(n) for n in range(1, 6)])
+    call_command("run_import", str(path), verbosity=0)
+    edited = Customer.objects.get(customer_id="ID3")
+    customer_update(edited, data={"city": "Arequipa"}, by_user=user)
+
+    call_command("run_import", str(path), verbosity=0)
+    state = ImportState.objects.latest("id")
+    assert (state.rows_skipped_manual, state.rows_unchanged, state.rows_updated) == (1, 4, 0)
+    edited.refresh_from_db()
+    assert edited.city == "Arequipa" and edited.manually_edited_at is not None
+
+    call_command("run_import", str(path), "--overwrite-manual", verbosity=0)
+    state = ImportState.objects.latest("id")
+    assert state.overwrite_manual
+    assert (state.rows_skipped_manual, state.rows_unchanged, state.rows_updated) == (0, 4, 1)
+    edited.refresh_from_db()
+    assert edited.city == "Lima" and edited.manually_edited_at is None
+
+
+def test_a_lost_database_connection_is_retried_and_the_import_completes(subprocess_env, tmp_path):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    path = write_csv(tmp_path / "c.csv", [row(n, about_customer="z" * 500) for n in range(1, 1001)])
+    expected = clean_run(subprocess_env, path, batch_size="50")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", str(path), "--batch-size", "50"],
+        cwd=BASE_DIR,
+        env={**subprocess_env, "IMPORT_PAUSE_AFTER_BATCH": "0.05"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ImportState.objects.filter(rows_processed__gt=0).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    with connection.cursor() as cursor:  # every backend of this database but the test's own
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchall(), "the command had no connection to terminate"
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "Database error, retrying" in err
+    state = ImportState.objects.get()
+    assert state.status == ImportStatus.COMPLETED
+    assert 0 < state.rows_processed == 1000
+    assert final_state() == expected

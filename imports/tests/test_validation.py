@@ -4,7 +4,7 @@ import pytest
 
 from customers.models import IMPORTED_FIELDS
 from imports.columns import LABELS
-from imports.reader import Header, Record
+from imports.reader import BadRecord, Header, Record, report_raw
 from imports.tests.helpers import HEADER, row
 from imports.validation import MAX_LENGTHS, CleanRecord, Rejection, Validator, raw_text
 
@@ -111,3 +111,105 @@ def test_raw_row_is_cut_to_a_few_kb_visibly():
     assert len(result.raw) == 4096
     whole = len(",".join(fields)) + 2  # "Acme, Inc" is quoted
     assert result.raw.endswith(f"zzz … [cut: the row has {whole:,} characters]")
+
+
+def at_length(field: str, length: int) -> str:
+    """A valid value of exactly `length` characters for `field`."""
+    if field == "email":  # a short local part and a long domain of labels up to 63 characters
+        domain = ".".join(["d" * 63] * 4)[: length - len("a@.com")].rstrip(".")
+        value = f"a@{domain}.com"
+        return value[:2] + "e" * (length - len(value)) + value[2:]
+    return "x" * length
+
+
+@pytest.mark.parametrize("field", sorted(MAX_LENGTHS))
+def test_a_value_exactly_at_its_limit_is_accepted_one_more_is_not(field):
+    limit = MAX_LENGTHS[field]
+    label = next(column for column in HEADER if column.lower().replace(" ", "_") == field)
+    key = label.lower().replace(" ", "_")
+    exact = at_length(field, limit)
+    assert len(exact) == limit
+    assert isinstance(check(row(1, **{key: exact})), CleanRecord)
+
+    longer = at_length(field, limit + 1)
+    result = check(row(1, **{key: longer}))
+    assert isinstance(result, Rejection)
+    assert result.reason == f"{label} is longer than {limit} characters ({limit + 1})"
+
+
+def test_a_row_of_the_wrong_width_keeps_its_customer_id_if_it_has_one():
+    short = check(row(5, customer_id="  ID5  ")[:-1])
+    assert (short.customer_id, short.reason) == ("ID5", "expected 13 fields, found 12")
+    assert check([*row(6), "extra"]).customer_id == "ID6"
+    assert check(row(7, customer_id="C" * 300)[:-1]).customer_id == "C" * 255
+    # The Customer Id column (the second) is missing from a one-field row.
+    only_index = check(["1"])
+    assert (only_index.customer_id, only_index.reason) == ("", "expected 13 fields, found 1")
+    assert check([]).customer_id == ""
+
+
+def test_the_raw_row_is_csv_text_without_a_line_end():
+    assert raw_text(["a", "b,c", 'say "hi"', "two\nlines", ""]) == (
+        'a,"b,c","say ""hi""","two\nlines",'
+    )
+    assert check(["1", "ID1", "x"]).raw == "1,ID1,x"
+
+
+def test_a_bad_record_from_the_reader_becomes_a_rejection_with_its_raw_text():
+    # The reader already cuts the raw text (visibly); the rejection keeps it as it is.
+    validator = Validator(Header(HEADER, HEADER_FIELDS, 0, 1))
+    raw = report_raw("q" * 5000)
+    bad = BadRecord(9, "row has malformed CSV quoting", raw, 0, 9)
+    assert validator(bad) == Rejection(9, "", "row has malformed CSV quoting", raw)
+    assert raw.startswith("q" * 100) and "[cut" in raw
+
+
+EMAIL_100 = "e" * 100
+DATE_50 = "2021-01-01" + "x" * 40
+
+
+@pytest.mark.parametrize(
+    "overrides, customer_id, reason",
+    [
+        ({"customer_id": " "}, "", "Customer Id is empty"),
+        ({"email": " "}, "ID1", "Email is empty"),
+        ({"email": EMAIL_100}, "ID1", f"Email {EMAIL_100[:80]!r} is not a valid email address"),
+        (
+            {"subscription_date": DATE_50},
+            "ID1",
+            f"Subscription Date {DATE_50[:40]!r} is not a valid YYYY-MM-DD date",
+        ),
+        # ISO week dates and short dates, which date.fromisoformat would take or trip over.
+        (
+            {"subscription_date": "2021-W01-1"},
+            "ID1",
+            "Subscription Date '2021-W01-1' is not a valid YYYY-MM-DD date",
+        ),
+        (
+            {"subscription_date": "2021-01"},
+            "ID1",
+            "Subscription Date '2021-01' is not a valid YYYY-MM-DD date",
+        ),
+        (
+            {"customer_id": "C" * 300},
+            "C" * 255,
+            "Customer Id is longer than 64 characters (300)",
+        ),
+    ],
+)
+def test_each_rejection_exactly(overrides, customer_id, reason):
+    fields = row(1, **overrides)
+    assert check(fields) == Rejection(7, customer_id, reason, raw_text(fields))
+
+
+def test_columns_missing_from_the_header_are_empty_values():
+    names = [n for n in HEADER if n not in ("Phone 2", "Website")]
+    fields = [None if n == "Index" else n.lower().replace(" ", "_") for n in names]
+    fields = ["about" if f == "about_customer" else f for f in fields]
+    validator = Validator(Header(names, fields, 0, 1))
+    full = dict(zip(HEADER, row(3), strict=True))
+    result = validator(Record(2, [full[n] for n in names], 0, 2))
+    assert isinstance(result, CleanRecord)
+    values = dict(zip(IMPORTED_FIELDS, result.values, strict=True))
+    assert values["phone_2"] == "" and values["website"] == ""
+    assert values["phone_1"] == "+51 1 555" and values["email"] == "ann3@example.com"

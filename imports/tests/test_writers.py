@@ -1,4 +1,5 @@
-"""The PostgreSQL writer's failure mode when its connection dies (the worker retries on it)."""
+"""The writers: lookups in chunks, and the PostgreSQL writer's failure mode when its connection
+dies (the worker retries on it)."""
 
 import psycopg
 import pytest
@@ -90,3 +91,25 @@ def test_both_writers_set_only_the_files_columns_and_count_repeated_ids(make_cus
     with transaction.atomic():
         assert other.write([clean("A", email="a@example.com")], want=set()).duplicates == 0
     assert Customer.objects.get(customer_id="A").city == ""
+
+
+def test_a_batch_larger_than_the_lookup_chunk_finds_every_existing_customer():
+    batch = records(1200)  # more ids than one IN (...) lookup of the SQLite writer takes
+    writer = writer_for(connection, overwrite_manual=False)
+    with transaction.atomic():
+        first = writer.write(batch, want=set())
+    assert [first.counts[k] for k in ("created", "updated", "unchanged")] == [1200, 0, 0]
+    changed = [
+        CleanRecord(
+            r.line,
+            (r.values[0], "new", *r.values[2:]),
+            copy_line((r.values[0], "new", *r.values[2:])),
+        )
+        if i >= 1000
+        else r
+        for i, r in enumerate(batch)
+    ]
+    with transaction.atomic():
+        again = writer.write(changed, want={"ID0", "ID1199"})
+    assert [again.counts[k] for k in ("created", "updated", "unchanged")] == [0, 200, 1000]
+    assert again.outcome == {"ID0": "unchanged", "ID1199": "updated"}
