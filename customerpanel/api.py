@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.urls import Resolver404, ResolverMatch, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.routers import APIRootView, DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -61,7 +63,23 @@ def not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if request.META.get("QUERY_STRING"):
                 target += "?" + request.META["QUERY_STRING"]
             return HttpResponsePermanentRedirect(target, preserve_request=True)
+    if not _authenticated(request):  # like every API view: anonymous callers learn nothing
+        return JsonResponse(
+            {"detail": "Authentication credentials were not provided."},
+            status=401,
+            headers={"WWW-Authenticate": TokenAuthentication().authenticate_header(request)},
+        )
     return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
+
+
+def _authenticated(request: HttpRequest) -> bool:
+    """A session or a valid token, as the API's own views accept (this one is not DRF's)."""
+    if request.user.is_authenticated:
+        return True
+    try:
+        return TokenAuthentication().authenticate(request) is not None
+    except AuthenticationFailed:
+        return False
 
 
 def resolve_or_none(path: str) -> ResolverMatch | None:

@@ -22,6 +22,8 @@ class ModelPermissions(DjangoModelPermissions):
     }
 
     def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False  # 401 first: an anonymous caller learns nothing, not even a 405
         if request.method not in view.allowed_methods:
             return True  # nothing to guard: the view answers 405
         action_perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))

@@ -215,10 +215,19 @@ def test_api_post_without_slash_is_redirected_with_308(api_client):
     assert response["Location"] == "/api/v1/customers/"
 
 
-def test_unknown_api_url_is_a_json_404(api_client):
-    response = api_client.get("/api/v1/nothing-here")
-    assert response.status_code == 404
-    assert response.json() == {"detail": "No API endpoint at /api/v1/nothing-here."}
+def test_unknown_api_url_is_a_json_404(client_logged_in, token_client):
+    for caller in (client_logged_in, token_client):
+        response = caller.get("/api/v1/nothing-here")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "No API endpoint at /api/v1/nothing-here."}
+
+
+def test_unknown_api_url_is_401_for_anonymous_and_bad_tokens(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    bad = client.get("/api/v1/nothing-here", HTTP_AUTHORIZATION="Token not-a-key")
+    assert bad.status_code == 401
 
 
 def test_browsable_api_breadcrumbs_do_not_link_to_not_found(api_client, make_customer):

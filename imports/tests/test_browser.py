@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path("/tmp/shots")
 # Few rows are enough: a test that looks mid-way holds the worker there (`worker_held`).
 TOTAL = 600
+# The focus tests watch many polls of one running import: enough rows for ~300 small batches.
+POLLED_TOTAL = 3000
 BAD = {n for n in range(1, TOTAL + 1) if n % 50 == 0}  # 12 rows with a bad email
 FORMULA_ROW = 100  # one of them, with a spreadsheet formula as its Customer Id
 FORMULA_ID = '=HYPERLINK("http://evil.example","click")'
@@ -330,7 +332,7 @@ def test_focus_stays_on_cancel_while_the_progress_polls_and_news_is_announced(
     page, import_worker, import_dir, settings, assert_accessible
 ):
     settings.IMPORT_BATCH_SIZE = 10  # ~300 batches: long enough to watch several polls
-    customers_file(import_dir / "big.csv")
+    customers_file(import_dir / "big.csv", total=POLLED_TOTAL)
     pk = services.import_enqueue_path("big.csv").pk
     progressed(pk, 50)
     page.goto(f"/imports/{pk}/")
@@ -376,7 +378,9 @@ def test_focus_stays_on_cancel_while_the_progress_polls_and_news_is_announced(
     page.keyboard.press("Enter")
     expect(page.get_by_text(f"Import #{pk} queued again")).to_be_visible()
     expect_status(page, "completed")
-    expect(announce).to_have_text(f"Import #{pk} completed: {TOTAL:,} rows, {len(BAD)} rejected.")
+    expect(announce).to_have_text(
+        f"Import #{pk} completed: {POLLED_TOTAL:,} rows, {len(BAD)} rejected."
+    )
     assert_accessible(page)
 
 
@@ -385,7 +389,7 @@ def test_resume_on_the_list_keeps_focus_while_another_import_polls(
 ):
     settings.IMPORT_BATCH_SIZE = 10
     customers_file(import_dir / "small.csv", total=100)
-    customers_file(import_dir / "big.csv")
+    customers_file(import_dir / "big.csv", total=POLLED_TOTAL)
     paused = services.import_enqueue_path("small.csv", by_user=user)
     services.import_cancel(paused, by_user=user)
     running = services.import_enqueue_path("big.csv", by_user=user).pk
