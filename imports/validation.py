@@ -14,7 +14,8 @@ from datetime import date
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from customers.models import IMPORTED_FIELDS, Customer
+from customerpanel.csvfiles import spreadsheet_unmark
+from customers.models import CSV_LABELS, IMPORTED_FIELDS, Customer
 
 from .reader import BadRecord, Header, Record, report_raw
 
@@ -23,20 +24,7 @@ MAX_LENGTHS = {
     for name in IMPORTED_FIELDS
     if Customer._meta.get_field(name).max_length
 }
-LABELS = {
-    "customer_id": "Customer Id",
-    "first_name": "First Name",
-    "last_name": "Last Name",
-    "company": "Company",
-    "city": "City",
-    "country": "Country",
-    "phone_1": "Phone 1",
-    "phone_2": "Phone 2",
-    "email": "Email",
-    "subscription_date": "Subscription Date",
-    "website": "Website",
-    "about": "About Customer",
-}
+LABELS = CSV_LABELS
 
 
 @dataclass(slots=True)
@@ -89,6 +77,9 @@ class Validator:
             cid = self._customer_id(fields)
             return self._reject(item, cid, f"expected {self.width} fields, found {len(fields)}")
         values = [fields[pos].strip() if pos is not None else "" for pos in self.positions]
+        if "'" in "".join(values):  # rare, and one test is cheaper than one per cell
+            # Undo the export's formula mark, so an exported file imports unchanged.
+            values = [spreadsheet_unmark(value) for value in values]
         cid = values[0]
         if not cid:
             return self._reject(item, "", "Customer Id is empty")

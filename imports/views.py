@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from customerpanel.csvfiles import csv_download
 from customers.models import Customer
 
 from . import services
@@ -266,11 +267,4 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 
 def error_report_response(state: ImportState) -> StreamingHttpResponse:
     """The rejected rows as a CSV download, streamed (formula cells neutralised)."""
-    return StreamingHttpResponse(
-        services.error_report_lines(state),
-        content_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="import-{state.pk}-errors.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(services.error_report_lines(state), f"import-{state.pk}-errors.csv")
