@@ -113,6 +113,7 @@ class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
             "formulas are prefixed with `'`, which the import takes off again. `bom=1` starts "
             "the file with a UTF-8 byte order mark for spreadsheets."
         ),
+        filters=True,
         parameters=[OpenApiParameter("bom", bool, description="Start with a UTF-8 BOM.")],
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},
     )
