@@ -24,6 +24,23 @@ def test_a_good_row_is_clean_and_trimmed():
     assert result.line == 7
 
 
+def test_the_export_s_formula_mark_comes_off_exactly_once():
+    result = check(
+        row(
+            1,
+            customer_id="'=ID1",
+            first_name="'+Ann",
+            last_name="''-twice",
+            company="'plain",
+            city="O'Brien",
+            about_customer="  '@note  ",
+        )
+    )
+    assert isinstance(result, CleanRecord)
+    assert result.values[:5] == ("=ID1", "+Ann", "'-twice", "'plain", "O'Brien")
+    assert result.values[11] == "@note"
+
+
 @pytest.mark.parametrize(
     "fields, reason",
     [
