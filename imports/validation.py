@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from customerpanel.csvfiles import spreadsheet_unmark
-from customers.models import CSV_LABELS, IMPORTED_FIELDS, Customer
+from customers.models import IMPORTED_FIELDS, Customer
 
 from .reader import BadRecord, Header, Record, report_raw
 
@@ -24,7 +24,20 @@ MAX_LENGTHS = {
     for name in IMPORTED_FIELDS
     if Customer._meta.get_field(name).max_length
 }
-LABELS = CSV_LABELS
+LABELS = {
+    "customer_id": "Customer Id",
+    "first_name": "First Name",
+    "last_name": "Last Name",
+    "company": "Company",
+    "city": "City",
+    "country": "Country",
+    "phone_1": "Phone 1",
+    "phone_2": "Phone 2",
+    "email": "Email",
+    "subscription_date": "Subscription Date",
+    "website": "Website",
+    "about": "About Customer",
+}
 
 
 @dataclass(slots=True)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from customers.models import IMPORTED_FIELDS
+from customers.models import CSV_HEADER, IMPORTED_FIELDS
 from imports.reader import Header, Record
 from imports.tests.helpers import HEADER, row
-from imports.validation import CleanRecord, Rejection, Validator, raw_text
+from imports.validation import LABELS, CleanRecord, Rejection, Validator, raw_text
 
 HEADER_FIELDS = [None, *IMPORTED_FIELDS]  # "Index" maps to no field
 
@@ -22,6 +22,11 @@ def test_a_good_row_is_clean_and_trimmed():
     assert result.values[1] == "Ann"
     assert result.values[9] is None
     assert result.line == 7
+
+
+def test_the_export_writes_the_header_the_import_names_its_columns_by():
+    # customers cannot import the column spec, so the export's header is a second copy.
+    assert ("Index", *(LABELS[name] for name in IMPORTED_FIELDS)) == CSV_HEADER
 
 
 def test_the_export_s_formula_mark_comes_off_exactly_once():
