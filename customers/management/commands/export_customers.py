@@ -12,6 +12,7 @@ output; progress then goes to standard error.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -66,9 +67,14 @@ class Command(BaseCommand):
         )
         self.written = 0
         if to_stdout:
-            for text in lines:
-                self.stdout.write(text, ending="")
-            self.stdout.flush()
+            try:
+                for text in lines:
+                    self.stdout.write(text, ending="")
+                self.stdout.flush()
+            except BrokenPipeError:
+                # The reader went away (`| head`): stop quietly, as command-line tools do.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
         else:
             self.write_file(Path(options["out"]), lines)
         if self.verbosity:
