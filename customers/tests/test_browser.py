@@ -209,10 +209,11 @@ def test_export_button_follows_the_filters_and_downloads_them(page, expect, make
     page.get_by_label("Country").fill("Chile")
     expect(page.locator(ROWS)).to_have_count(1)
     expect(export).to_have_attribute("href", "/customers/export/?q=zelda&country=Chile")
-    expect(page.get_by_role("link", name="for Excel")).to_have_attribute(
+    expect(page.get_by_role("link", name="CSV for Excel")).to_have_attribute(
         "href", "/customers/export/?q=zelda&country=Chile&bom=1"
     )
     expect(page.locator("template")).to_have_count(0)  # the carrier is not left behind
+    shot(page, "export", full_page=False)
 
     with page.expect_download() as download:
         export.click()
