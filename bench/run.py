@@ -8,7 +8,8 @@
 Steps: generate (or reuse) the reference files in bench/data/; recreate the PostgreSQL
 database `customerpanel_bench`; time `psql \\copy` of the file (the floor); time
 `manage.py run_import` for a first import, an unchanged re-import and a 10 %-changed
-re-import over 1 % hand-edited customers; a first import on SQLite; then web latency
+re-import over 1 % hand-edited customers; `manage.py export_customers` of the whole
+table (time and peak RSS); a first import on SQLite; then web latency
 under gunicorn, idle and while another import writes. Prints the tables and the targets
 and writes them as Markdown to bench/results/latest.md. The developer's database and
 .env are never used.
@@ -169,6 +170,7 @@ def run_imports(args, files, env, report) -> None:
         measured = ib.timed_import(f"PG {step}", path, env=env, latest=latest, extra=extra)
         report.imports.append(measured)
         log(f"  {measured.wall:.1f} s, {measured.counters}")
+    run_export(args, env, report)
     changed = report.imports[-1].counters
     expected = args.rows // 10
     report.notes.append(
@@ -176,6 +178,31 @@ def run_imports(args, files, env, report) -> None:
         f"were updated, so {expected - changed['rows_updated']:,} changed rows were left alone "
         f"as edited by hand; skipped_manual counts every hand-edited row in the file."
     )
+
+
+def run_export(args, env, report) -> None:
+    """`export_customers` of the whole table the imports left, to a file next to the inputs."""
+    out = ib.DATA_DIR / "export.csv"
+    log("PostgreSQL export of every customer ...")
+    child = ib.Child(
+        [ib.PYTHON, str(ib.MANAGE), "export_customers", str(out), "--verbosity", "0"],
+        env=env,
+        log_name="pg-export",
+    ).check("export_customers")
+    with ib.pg_connect(args.pg_url) as conn:
+        rows = conn.execute("SELECT count(*) FROM customers_customer").fetchone()[0]
+    measured = ib.Measured(
+        step="PG export (export_customers)",
+        wall=child.wall,
+        max_rss_kb=child.max_rss_kb,
+        returncode=child.returncode,
+        cpu_seconds=child.cpu_seconds,
+        file_bytes=out.stat().st_size,
+        rows=rows,
+    )
+    out.unlink()
+    report.exports.append(measured)
+    log(f"  {measured.wall:.1f} s, {measured.peak_rss_mb:.0f} MB peak RSS")
 
 
 def run_sqlite(args, files, report) -> None:
@@ -336,6 +363,7 @@ class Report:
         self.files: dict[str, Path] = {}
         self.floor: ib.Measured | None = None
         self.imports: list[ib.Measured] = []
+        self.exports: list[ib.Measured] = []
         self.web_idle: dict[str, wb.Stats] = {}
         self.web_during: dict[str, wb.Stats] = {}
         self.unavailable: dict[str, str] = {}
@@ -369,6 +397,12 @@ class Report:
                 f"Importer peak RSS < {RSS_TARGET_MB} MB",
                 f"{worst.peak_rss_mb:.0f} MB ({worst.step})",
                 worst.peak_rss_mb < RSS_TARGET_MB,
+            )
+        for export in self.exports:
+            add(
+                f"Export peak RSS < {RSS_TARGET_MB} MB",
+                f"{export.peak_rss_mb:.0f} MB ({export.rows:,} rows)",
+                export.peak_rss_mb < RSS_TARGET_MB,
             )
         if self.args.skip_web:
             return rows
@@ -461,6 +495,23 @@ class Report:
                         "-" if m.engine_seconds is None else f"{m.engine_seconds:.1f}",
                     ]
                     for m in counted
+                ],
+            )
+        if self.exports:
+            out += ["", "## Export", ""]
+            out += table(
+                ["step", "rows", "wall s", "rows/s", "MB/s", "peak RSS MB", "client CPU s"],
+                [
+                    [
+                        m.step,
+                        f"{m.rows:,}",
+                        f"{m.wall:.1f}",
+                        f"{m.rows_per_second:,.0f}",
+                        f"{m.mb_per_second:.1f}",
+                        f"{m.peak_rss_mb:.0f}",
+                        f"{m.cpu_seconds:.1f}",
+                    ]
+                    for m in self.exports
                 ],
             )
         if not self.args.skip_web:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from customerpanel.csvfiles import IgnoreClientContentNegotiation, csv_download
 from customerpanel.throttling import ThrottleFirstMixin
 
 from . import services
@@ -72,7 +75,10 @@ class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
     queryset = Customer.objects.select_related("manually_edited_by")
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
-    action_permissions = {"clear_manual_edit": ["customers.change_customer"]}
+    action_permissions = {
+        "clear_manual_edit": ["customers.change_customer"],
+        "export": ["customers.view_customer", "customers.export_customer"],
+    }
 
     def perform_create(self, serializer):
         serializer.instance = services.customer_create(
@@ -97,3 +103,30 @@ class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
     def clear_manual_edit(self, request, pk=None):
         customer = services.customer_clear_manual_edit(self.get_object(), by_user=request.user)
         return Response(self.get_serializer(customer).data)
+
+    @extend_schema(
+        summary="Export customers as CSV",
+        description=(
+            "Every customer matching the list's filters (`q`, `country`, `edited`), or all of "
+            "them, as CSV in the import format (an exported file imports again as "
+            '"unchanged"), oldest first, streamed. Cells a spreadsheet would run as '
+            "formulas are prefixed with `'`, which the import takes off again. `bom=1` starts "
+            "the file with a UTF-8 byte order mark for spreadsheets."
+        ),
+        filters=True,
+        parameters=[OpenApiParameter("bom", bool, description="Start with a UTF-8 BOM.")],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=IgnoreClientContentNegotiation,
+        pagination_class=None,
+    )
+    def export(self, request):
+        customers = self.filter_queryset(Customer.objects.all())
+        lines = services.customer_export_lines(
+            customers, bom=request.query_params.get("bom") in ("1", "true")
+        )
+        return csv_download(lines, services.customer_export_filename())

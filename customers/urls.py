@@ -9,6 +9,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="customers:list"), name="home"),
     path("customers/", views.customer_list, name="list"),
     path("customers/new/", views.customer_create, name="create"),
+    path("customers/export/", views.customer_export, name="export"),
     path("customers/<int:pk>/", views.customer_detail, name="detail"),
     path("customers/<int:pk>/edit/", views.customer_update, name="update"),
     path("customers/<int:pk>/delete/", views.customer_delete, name="delete"),

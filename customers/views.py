@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+
+from customerpanel.csvfiles import csv_download
 
 from . import services
 from .forms import CustomerFilterForm, CustomerForm
@@ -59,6 +61,18 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         template += "#rows"
     return render(request, template, context)
+
+
+@require_GET
+@permission_required(["customers.view_customer", "customers.export_customer"], raise_exception=True)
+def customer_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The list's customers (its current filters) as a CSV download in the import format."""
+    filters = CustomerFilterForm(request.GET)
+    filters.is_valid()  # like the list: invalid parameters are dropped, not refused
+    lines = services.customer_export_lines(
+        filters.filter_queryset(Customer.objects.all()), bom=request.GET.get("bom") in ("1", "true")
+    )
+    return csv_download(lines, services.customer_export_filename())
 
 
 @require_GET

@@ -26,12 +26,12 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from customerpanel.csvfiles import IgnoreClientContentNegotiation
 from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
 
@@ -157,16 +157,6 @@ class ImportFromFolderSerializer(serializers.Serializer):
 RefusalSerializer = inline_serializer(
     name="ImportRefusal", fields={"detail": serializers.CharField()}
 )
-
-
-class IgnoreClientContentNegotiation(BaseContentNegotiation):
-    """The CSV download answers CSV whatever the Accept header (errors stay JSON)."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0] if parsers else None
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
 
 
 @extend_schema_view(

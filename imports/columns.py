@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import KW_ONLY, dataclass, field
 
-from customers.models import IMPORTED_FIELDS
+from customers.models import CSV_LABELS, IMPORTED_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,20 +23,15 @@ class Column:
     required: bool = False
 
 
+# The labels are the customers app's (CSV_LABELS, which the export writes too): one home.
+_ALIASES = {"about": ("About",)}
+_REQUIRED = {"customer_id", "email"}
 COLUMNS: tuple[Column, ...] = (
     Column(None, "Index"),
-    Column("customer_id", "Customer Id", required=True),
-    Column("first_name", "First Name"),
-    Column("last_name", "Last Name"),
-    Column("company", "Company"),
-    Column("city", "City"),
-    Column("country", "Country"),
-    Column("phone_1", "Phone 1"),
-    Column("phone_2", "Phone 2"),
-    Column("email", "Email", required=True),
-    Column("subscription_date", "Subscription Date"),
-    Column("website", "Website"),
-    Column("about", "About Customer", aliases=("About",)),
+    *(
+        Column(name, label, aliases=_ALIASES.get(name, ()), required=name in _REQUIRED)
+        for name, label in CSV_LABELS.items()
+    ),
 )
 HEADER: tuple[str, ...] = tuple(column.label for column in COLUMNS)
 LABELS: dict[str, str] = {c.field: c.label for c in COLUMNS if c.field is not None}

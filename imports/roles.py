@@ -16,6 +16,7 @@ ADMINISTRATOR = "Administrator"
 
 _VIEW = [
     "customers.view_customer",
+    "customers.export_customer",
     "imports.view_importstate",
     "imports.view_importrejection",
 ]

@@ -22,6 +22,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import get_valid_filename
 
+from customerpanel.csvfiles import spreadsheet_safe
 from customerpanel.errors import ApplicationError
 
 from . import leases
@@ -278,14 +279,7 @@ def import_resume(state: ImportState, *, by_user=None) -> ImportState:
 
 
 # --- Error report ----------------------------------------------------------------------------
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ERROR_REPORT_HEADER = ["Line", LABELS["customer_id"], "Reason", "Row"]
-
-
-def spreadsheet_safe(value: object) -> str:
-    """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:

@@ -14,6 +14,7 @@ from datetime import date
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from customerpanel.csvfiles import spreadsheet_unmark
 from customers.models import IMPORTED_FIELDS, Customer
 
 from .columns import LABELS
@@ -78,6 +79,9 @@ class Validator:
             cid = self._customer_id(fields)
             return self._reject(item, cid, f"expected {self.width} fields, found {len(fields)}")
         values = [fields[pos].strip() if pos is not None else "" for pos in self.positions]
+        if "'" in "".join(values):  # rare, and one test is cheaper than one per cell
+            # Undo the export's formula mark, so an exported file imports unchanged.
+            values = [spreadsheet_unmark(value) for value in values]
         cid = values[0]
         if not cid:
             return self._reject(item, "", "Customer Id is empty")

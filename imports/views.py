@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap
 
+from customerpanel.csvfiles import csv_download
 from customers.models import Customer
 
 from . import services
@@ -332,11 +333,4 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 
 def error_report_response(state: ImportState) -> StreamingHttpResponse:
     """The rejected rows as a CSV download, streamed (formula cells neutralised)."""
-    return StreamingHttpResponse(
-        services.error_report_lines(state),
-        content_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="import-{state.pk}-errors.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(services.error_report_lines(state), f"import-{state.pk}-errors.csv")

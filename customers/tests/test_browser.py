@@ -194,3 +194,29 @@ def test_list_fits_a_phone(page, expect, make_customer, user):
     page.goto(f"/customers/{edited.pk}/")
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     shot(page, "detail_phone")
+
+
+def test_export_button_follows_the_filters_and_downloads_them(page, expect, make_customer):
+    make_customer(first_name="Zelda", country="Chile")
+    make_customer(first_name="Otto", country="Chile")
+    make_customer(first_name="Zelda", country="Peru")
+    page.goto("/customers/")
+    export = page.get_by_role("link", name="Export CSV")
+    expect(export).to_have_attribute("href", "/customers/export/")
+
+    # Filtering swaps only the rows; the button comes along with the new filters.
+    page.get_by_label("Search").fill("zelda")
+    page.get_by_label("Country").fill("Chile")
+    expect(page.locator(ROWS)).to_have_count(1)
+    expect(export).to_have_attribute("href", "/customers/export/?q=zelda&country=Chile")
+    expect(page.get_by_role("link", name="CSV for Excel")).to_have_attribute(
+        "href", "/customers/export/?q=zelda&country=Chile&bom=1"
+    )
+    expect(page.locator("template")).to_have_count(0)  # the carrier is not left behind
+    shot(page, "export", full_page=False)
+
+    with page.expect_download() as download:
+        export.click()
+    assert re.fullmatch(r"customers-\d{8}-\d{6}\.csv", download.value.suggested_filename)
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and ",Zelda," in lines[1] and ",Chile," in lines[1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from customers.models import IMPORTED_FIELDS
+from customers.models import CSV_HEADER, IMPORTED_FIELDS
 from imports.columns import LABELS
 from imports.reader import BadRecord, Header, Record, report_raw
 from imports.tests.helpers import HEADER, row
@@ -23,6 +23,28 @@ def test_a_good_row_is_clean_and_trimmed():
     assert result.values[1] == "Ann"
     assert result.values[9] is None
     assert result.line == 7
+
+
+def test_the_export_writes_the_header_the_import_names_its_columns_by():
+    # customers cannot import the column spec, so the export's header is a second copy.
+    assert ("Index", *(LABELS[name] for name in IMPORTED_FIELDS)) == CSV_HEADER
+
+
+def test_the_export_s_formula_mark_comes_off_exactly_once():
+    result = check(
+        row(
+            1,
+            customer_id="'=ID1",
+            first_name="'+Ann",
+            last_name="''-twice",
+            company="'plain",
+            city="O'Brien",
+            about_customer="  '@note  ",
+        )
+    )
+    assert isinstance(result, CleanRecord)
+    assert result.values[:5] == ("=ID1", "+Ann", "'-twice", "'plain", "O'Brien")
+    assert result.values[11] == "@note"
 
 
 @pytest.mark.parametrize(
