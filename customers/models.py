@@ -7,9 +7,9 @@ from operator import and_, or_
 
 from django.conf import settings
 from django.db import connections, models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Trim
+from django.db.models.functions import Concat, Trim
 
 from .search_index import FTS_TABLE, match_expression, search_index_ready
 
@@ -30,6 +30,11 @@ IMPORTED_FIELDS = (
 )
 SEARCH_FIELDS = ("first_name", "last_name", "email", "company", "customer_id")
 MAX_SEARCH_WORDS = 8
+
+
+# Search results come in ranks, best first; each rank is paged newest first.
+RANK_EXACT, RANK_FULL_NAME, RANK_OTHER = 0, 1, 2
+RANK_LABELS = {RANK_EXACT: "exact match", RANK_FULL_NAME: "name match", RANK_OTHER: ""}
 
 
 def search_words(q: str) -> list[str]:
@@ -59,6 +64,44 @@ class CustomerQuerySet(models.QuerySet):
                 id__in=RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])
             )
         return qs
+
+    def search_page(
+        self, q: str, cursor: tuple[int, int] | None, size: int
+    ) -> list[tuple[int, Customer]]:
+        """One keyset page of `search(q)`, best matches first, as (rank, customer) pairs.
+
+        Ranks: the customer id or the email equals the query, then the full name
+        (first and last) equals it, then every other match; newest first within a
+        rank. The cursor is the (rank, id) of the last row shown, so pages never
+        repeat or skip a row, and each rank is its own keyset query: the best
+        matches are few, and the rest stop after one page like the plain list.
+        Returns up to `size + 1` rows: the extra one tells a next page exists.
+        """
+        phrase = " ".join(q.split())
+        if not phrase:
+            return [(RANK_OTHER, c) for c in self.page_after(cursor and cursor[1], size)]
+        exact = Q(customer_id__iexact=phrase) | Q(email__iexact=phrase)
+        full_name = Q(search_full_name__iexact=phrase)
+        rank_filters = {
+            RANK_EXACT: exact,
+            RANK_FULL_NAME: full_name & ~exact,
+            RANK_OTHER: ~exact & ~full_name,
+        }
+        matches = self.search(q).alias(
+            search_full_name=Trim(Concat("first_name", Value(" "), "last_name"))
+        )
+        start_rank, after_id = cursor if cursor else (RANK_EXACT, None)
+        rows: list[tuple[int, Customer]] = []
+        for rank, condition in rank_filters.items():
+            if rank < start_rank:
+                continue
+            found = matches.filter(condition).page_after(
+                after_id if rank == start_rank else None, size - len(rows)
+            )
+            rows += [(rank, customer) for customer in found]
+            if len(rows) > size:
+                break
+        return rows[: size + 1]
 
     def edited(self, edited: bool) -> CustomerQuerySet:
         return self.filter(manually_edited_at__isnull=not edited)

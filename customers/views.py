@@ -18,7 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from . import services
 from .forms import CustomerFilterForm, CustomerForm
-from .models import Customer
+from .models import RANK_LABELS, Customer
 
 PAGE_SIZE = 50
 LIST_COLUMNS = (
@@ -41,18 +41,28 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     filters = CustomerFilterForm(request.GET)
     filters.is_valid()  # invalid parameters are dropped from cleaned_data, not refused
     after = filters.cleaned_data.get("after")
-    rows = filters.filter_queryset(Customer.objects.only(*LIST_COLUMNS)).page_after(
-        after, PAGE_SIZE
+    rows = filters.filter_queryset(Customer.objects.only(*LIST_COLUMNS)).search_page(
+        filters.cleaned_data.get("q", ""), filters.cursor(), PAGE_SIZE
     )
-    customers, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    page, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    shown_before = (filters.cleaned_data.get("shown") or 0) if after else 0
+    shown = shown_before + len(page)
     active = filters.active_filters()
+    next_page = {}
+    if has_next:
+        last_rank, last = page[-1]
+        next_page = {**active, "after": last.pk, "shown": shown}
+        if active.get("q"):
+            next_page["rank"] = last_rank
     context = {
         "filters": filters,
-        "customers": customers,
+        "rows": [(RANK_LABELS[rank], customer) for rank, customer in page],
         "after": after,
+        "shown": shown,
+        "has_next": has_next,
         "is_filtered": bool(active),
         "first_page_query": urlencode(active),
-        "next_page_query": urlencode({**active, "after": customers[-1].pk}) if has_next else "",
+        "next_page_query": urlencode(next_page),
     }
     template = "customers/customer_list.html"
     # A history restore after a cache miss needs the whole page, not just the rows.
