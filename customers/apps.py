@@ -5,12 +5,12 @@ from django.db import connections
 from django.db.models.signals import post_migrate
 
 
-def _ensure_search_index(sender, using: str, **kwargs) -> None:
+def _repair_search_index(sender, using: str, **kwargs) -> None:
     # A later migration may have rebuilt customers_customer (and so dropped the
     # search index's triggers): put them back and rebuild the index.
-    from .search_index import ensure_search_index
+    from .search_index import repair_search_index
 
-    ensure_search_index(connections[using])
+    repair_search_index(connections[using])
 
 
 class CustomersConfig(AppConfig):
@@ -18,4 +18,4 @@ class CustomersConfig(AppConfig):
     name = "customers"
 
     def ready(self) -> None:
-        post_migrate.connect(_ensure_search_index, sender=self)
+        post_migrate.connect(_repair_search_index, sender=self)

@@ -13,7 +13,7 @@ columns) and AFTER INSERT/UPDATE/DELETE triggers on customers_customer keep it i
 step with every writer: the import's raw SQL, the pages, the API and the admin.
 
 A migration that rebuilds customers_customer (SQLite's "table remake" for most
-column changes) drops the table's triggers with it. So `ensure_search_index` runs
+column changes) drops the table's triggers with it. So `repair_search_index` runs
 after every `migrate` (post_migrate) and rebuilds the index whenever a trigger was
 missing, and search uses the index only while all triggers exist: a stale index is
 never read. The rebuild runs in one transaction; a crash mid-way leaves no triggers,
@@ -113,6 +113,16 @@ def ensure_search_index(connection: BaseDatabaseWrapper) -> None:
         # From the table as it is now; the triggers keep it exact from here on.
         cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
     logger.info("Built the customer search index (%s).", FTS_TABLE)
+
+
+def repair_search_index(connection: BaseDatabaseWrapper) -> None:
+    """After a migrate: re-create missing triggers (and rebuild) if the index exists.
+
+    Only where migration 0004 made the index: migrating back to before it drops
+    the index, and this leaves it dropped.
+    """
+    if connection.vendor == "sqlite" and FTS_TABLE in _present(connection):
+        ensure_search_index(connection)
 
 
 def drop_search_index(connection: BaseDatabaseWrapper) -> None:

@@ -248,3 +248,16 @@ def test_missing_triggers_mean_a_scan_then_a_rebuild(people):
     assert search_index_ready(connection)
     assert searched("unindexed") == {people[0].pk}
     assert_index_exact()
+
+
+@pytest.mark.skipif(not SQLITE, reason="the FTS5 index is SQLite's")
+def test_a_migrate_puts_back_triggers_a_table_rebuild_dropped(people):
+    from django.core.management import call_command
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER {TRIGGERS[2]}")
+    Customer.objects.filter(pk=people[0].pk).update(last_name="Remade")
+    call_command("migrate", verbosity=0)
+    assert search_index_ready(connection)
+    assert searched("remade") == {people[0].pk}
+    assert_index_exact()
