@@ -8,10 +8,15 @@ from operator import and_, or_
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Q, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Trim
 
-from .search_index import FTS_TABLE, match_expression, search_index_ready
+from .search_index import (
+    MIN_WORD,
+    anchored_match,
+    match_expression,
+    rowids_matching,
+    search_index_ready,
+)
 
 # Fields a CSV import writes (in file order). A re-import compares exactly these.
 IMPORTED_FIELDS = (
@@ -42,13 +47,14 @@ def search_words(q: str) -> list[str]:
 
 
 class CustomerQuerySet(models.QuerySet):
-    def search(self, q: str) -> CustomerQuerySet:
+    def search(self, q: str, *, narrow: bool = True) -> CustomerQuerySet:
         """Every word must match (case-insensitive substring) the name, email, company or id.
 
         On PostgreSQL a trigram GIN index over UPPER(field) serves these `icontains`
         lookups (migration 0002). On SQLite the FTS5 trigram index (search_index.py)
         first narrows to the rows containing every word of 3+ characters; the same
         `icontains` conditions then decide, so both give exactly the scan's results.
+        `narrow=False` leaves the narrowing to the caller (a better one).
         """
         words = search_words(q)
         if not words:
@@ -59,10 +65,8 @@ class CustomerQuerySet(models.QuerySet):
         ]
         qs = self.filter(reduce(and_, per_word))
         match = match_expression(words)
-        if match is not None and search_index_ready(connections[self.db]):
-            qs = qs.filter(
-                id__in=RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])
-            )
+        if narrow and match is not None and search_index_ready(connections[self.db]):
+            qs = qs.filter(id__in=rowids_matching(match))
         return qs
 
     def search_page(
@@ -75,27 +79,41 @@ class CustomerQuerySet(models.QuerySet):
         rank. The cursor is the (rank, id) of the last row shown, so pages never
         repeat or skip a row, and each rank is its own keyset query: the best
         matches are few, and the rest stop after one page like the plain list.
-        Returns up to `size + 1` rows: the extra one tells a next page exists.
+        Queries without a word of 3+ characters are not ranked. Returns up to `size + 1`
+        rows: the extra one tells a next page exists.
         """
         phrase = " ".join(q.split())
         if not phrase:
             return [(RANK_OTHER, c) for c in self.page_after(cursor and cursor[1], size)]
+        if all(len(word) < MIN_WORD for word in search_words(q)):
+            # Words of one or two characters are the start of typing, not a lookup:
+            # newest first as the plain list, without a pass over every row for ranks.
+            return [(RANK_OTHER, c) for c in self.search(q).page_after(cursor and cursor[1], size)]
         exact = Q(customer_id__iexact=phrase) | Q(email__iexact=phrase)
         full_name = Q(search_full_name__iexact=phrase)
-        rank_filters = {
-            RANK_EXACT: exact,
-            RANK_FULL_NAME: full_name & ~exact,
-            RANK_OTHER: ~exact & ~full_name,
-        }
-        matches = self.search(q).alias(
-            search_full_name=Trim(Concat("first_name", Value(" "), "last_name"))
-        )
+        rest = ~exact & ~full_name
+        ranks = {RANK_EXACT: exact, RANK_FULL_NAME: full_name & ~exact, RANK_OTHER: rest}
+        found_by_search = self.search(q)
+        matches = dict.fromkeys(ranks, found_by_search)
+        if search_index_ready(connections[self.db]):
+            # Only rows where a column starts with the query can equal it: the index
+            # finds those few, instead of a pass over every match of, say, "com".
+            anchors = {
+                RANK_EXACT: anchored_match(("customer_id", "email"), phrase),
+                RANK_FULL_NAME: anchored_match(("first_name", "last_name"), phrase.split()[0]),
+            }
+            unnarrowed = self.search(q, narrow=False)
+            for rank, anchor in anchors.items():
+                if anchor is not None:
+                    matches[rank] = unnarrowed.filter(id__in=rowids_matching(anchor))
+        full_name_expr = Trim(Concat("first_name", Value(" "), "last_name"))
         start_rank, after_id = cursor if cursor else (RANK_EXACT, None)
         rows: list[tuple[int, Customer]] = []
-        for rank, condition in rank_filters.items():
+        for rank, condition in ranks.items():
             if rank < start_rank:
                 continue
-            found = matches.filter(condition).page_after(
+            candidates = matches[rank].alias(search_full_name=full_name_expr)
+            found = candidates.filter(condition).page_after(
                 after_id if rank == start_rank else None, size - len(rows)
             )
             rows += [(rank, customer) for customer in found]

@@ -26,6 +26,7 @@ import logging
 
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import RawSQL
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +144,19 @@ def match_expression(words: list[str]) -> str | None:
     """
     phrases = ['"' + word.replace('"', '""') + '"' for word in words if len(word) >= MIN_WORD]
     return " ".join(phrases) or None
+
+
+def anchored_match(columns: tuple[str, ...], text: str) -> str | None:
+    """An FTS5 query for rows where one of `columns` starts with `text`; None if too short.
+
+    Narrows the search's best matches (an id or email equal to the query, a full
+    name starting with its first word) without a pass over every match of a
+    common word; as with `match_expression`, the exact comparison then decides.
+    """
+    if len(text) < MIN_WORD:
+        return None
+    return "{" + " ".join(columns) + '} : ^"' + text.replace('"', '""') + '"'
+
+
+def rowids_matching(match: str) -> RawSQL:
+    return RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])

@@ -105,3 +105,19 @@ def test_ranked_pages_neither_repeat_nor_skip(make_customer, size):
     for rank in (RANK_FULL_NAME, RANK_OTHER):
         pks = [pk for r, pk in everything if r == rank]
         assert pks == sorted(pks, reverse=True)
+
+
+def test_full_name_rank_covers_one_name_and_short_first_names(make_customer):
+    only_last = make_customer(first_name="", last_name="Madonna")
+    make_customer(first_name="Madonna", last_name="Ciccone")
+    al = make_customer(first_name="Al", last_name="Gore", email="al@gore.example")
+    make_customer(first_name="Al", last_name="Gorey")
+    assert ranked_ids("madonna")[0] == (RANK_FULL_NAME, only_last.pk)
+    assert ranked_ids("AL GORE")[0] == (RANK_FULL_NAME, al.pk)
+    assert ranked_ids("al@GORE.example")[0] == (RANK_EXACT, al.pk)
+
+
+def test_queries_of_short_words_are_newest_first_unranked(make_customer):
+    al = make_customer(first_name="Al", last_name="")
+    newer = make_customer(first_name="Alma", last_name="")
+    assert ranked_ids("al") == [(RANK_OTHER, newer.pk), (RANK_OTHER, al.pk)]
