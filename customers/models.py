@@ -39,6 +39,8 @@ MAX_SEARCH_WORDS = 8
 
 # Search results come in ranks, best first; each rank is paged newest first.
 RANK_EXACT, RANK_FULL_NAME, RANK_OTHER = 0, 1, 2
+# Shorter queries are not ranked: too common to look up cheaply, and rarely a lookup.
+MIN_RANKED = 4
 RANK_LABELS = {RANK_EXACT: "exact match", RANK_FULL_NAME: "name match", RANK_OTHER: ""}
 
 
@@ -79,33 +81,42 @@ class CustomerQuerySet(models.QuerySet):
         rank. The cursor is the (rank, id) of the last row shown, so pages never
         repeat or skip a row, and each rank is its own keyset query: the best
         matches are few, and the rest stop after one page like the plain list.
-        Queries without a word of 3+ characters are not ranked. Returns up to `size + 1`
-        rows: the extra one tells a next page exists.
+        Queries shorter than 4 characters, or without a word of 3+, are not ranked.
+        Returns up to `size + 1` rows: the extra one tells a next page exists.
         """
         phrase = " ".join(q.split())
-        if not phrase:
-            return [(RANK_OTHER, c) for c in self.page_after(cursor and cursor[1], size)]
-        if all(len(word) < MIN_WORD for word in search_words(q)):
-            # Words of one or two characters are the start of typing, not a lookup:
-            # newest first as the plain list, without a pass over every row for ranks.
+        words = search_words(q)
+        if len(phrase) < MIN_RANKED or all(len(word) < MIN_WORD for word in words):
+            # The start of typing, not a lookup: newest first as the plain list, without
+            # a pass over every match (or every row) to look for equal ids or names.
             return [(RANK_OTHER, c) for c in self.search(q).page_after(cursor and cursor[1], size)]
         exact = Q(customer_id__iexact=phrase) | Q(email__iexact=phrase)
         full_name = Q(search_full_name__iexact=phrase)
-        rest = ~exact & ~full_name
-        ranks = {RANK_EXACT: exact, RANK_FULL_NAME: full_name & ~exact, RANK_OTHER: rest}
-        found_by_search = self.search(q)
-        matches = dict.fromkeys(ranks, found_by_search)
+        ranks = {
+            RANK_EXACT: exact,
+            RANK_FULL_NAME: full_name & ~exact,
+            RANK_OTHER: ~exact & ~full_name,
+        }
+        # An id, email or full name equal to the query contains each of its words, so the
+        # best ranks need no search filter: only a way to the few rows that start like
+        # the query (an index), instead of a pass over every match of a common word.
+        matches = dict.fromkeys(ranks, self.search(q))
+        first_word = words[0]
         if search_index_ready(connections[self.db]):
-            # Only rows where a column starts with the query can equal it: the index
-            # finds those few, instead of a pass over every match of, say, "com".
-            anchors = {
-                RANK_EXACT: anchored_match(("customer_id", "email"), phrase),
-                RANK_FULL_NAME: anchored_match(("first_name", "last_name"), phrase.split()[0]),
-            }
-            unnarrowed = self.search(q, narrow=False)
-            for rank, anchor in anchors.items():
-                if anchor is not None:
-                    matches[rank] = unnarrowed.filter(id__in=rowids_matching(anchor))
+            matches[RANK_EXACT] = self.filter(
+                id__in=rowids_matching(anchored_match(("customer_id", "email"), phrase))
+            )
+            name_anchor = anchored_match(("first_name", "last_name"), first_word)
+            if name_anchor is not None:
+                matches[RANK_FULL_NAME] = self.filter(id__in=rowids_matching(name_anchor))
+        else:
+            # PostgreSQL's trigram index serves both the equality and the prefix match
+            # (SQLite without FTS5 scans either way).
+            matches[RANK_EXACT] = self
+            if len(first_word) >= MIN_WORD:
+                matches[RANK_FULL_NAME] = self.filter(
+                    Q(first_name__istartswith=first_word) | Q(last_name__istartswith=first_word)
+                )
         full_name_expr = Trim(Concat("first_name", Value(" "), "last_name"))
         start_rank, after_id = cursor if cursor else (RANK_EXACT, None)
         rows: list[tuple[int, Customer]] = []
