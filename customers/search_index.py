@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import RawSQL
 
@@ -68,7 +68,7 @@ def fts_available(connection: BaseDatabaseWrapper) -> bool:
             cursor.execute(
                 "CREATE VIRTUAL TABLE temp.customer_fts_probe USING fts5(x, tokenize='trigram')"
             )
-        except Exception:  # noqa: BLE001 - any failure means "not available"
+        except OperationalError:  # "no such module: fts5" or "no such tokenizer: trigram"
             return False
         cursor.execute("DROP TABLE temp.customer_fts_probe")
     return True
