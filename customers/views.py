@@ -45,7 +45,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         filters.cleaned_data.get("q", ""), filters.cursor(), PAGE_SIZE
     )
     page, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
-    shown_before = (filters.cleaned_data.get("shown") or 0) if after else 0
+    # A history restore after a cache miss needs the whole page, not just the rows.
+    rows_only = bool(request.htmx) and not request.htmx.history_restore_request
+    # Infinite scroll appends: the status counts the rows above too. A whole page
+    # (without JavaScript) shows its own rows only.
+    shown_before = (filters.cleaned_data.get("shown") or 0) if after and rows_only else 0
     shown = shown_before + len(page)
     active = filters.active_filters()
     next_page = {}
@@ -63,10 +67,10 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         "is_filtered": bool(active),
         "first_page_query": urlencode(active),
         "next_page_query": urlencode(next_page),
+        "rows_only": rows_only,
     }
     template = "customers/customer_list.html"
-    # A history restore after a cache miss needs the whole page, not just the rows.
-    if request.htmx and not request.htmx.history_restore_request:
+    if rows_only:
         template += "#rows"
     return render(request, template, context)
 
