@@ -13,6 +13,8 @@ counts outcomes without a query per row.
 
 SQLite: the database-wide write lock (IMMEDIATE transactions) serialises the
 batch against people's edits, so read, compare and write in Python is exact.
+New rows go in with one INSERT … SELECT per batch from a temporary table, so the
+search index's trigger (customers/search_index.py) runs in one statement.
 
 Both write only the columns the file has (`fields`): a file without, say, First
 Name inserts new customers with an empty first name but never blanks an existing
