@@ -1,6 +1,21 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
+
+
+def _repair_search_index(sender, using: str, **kwargs) -> None:
+    # A later migration may have rebuilt customers_customer (and so dropped the
+    # search index's triggers): put them back and rebuild the index.
+    from .search_index import repair_search_index
+
+    repair_search_index(connections[using])
 
 
 class CustomersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "customers"
+
+    def ready(self) -> None:
+        post_migrate.connect(_repair_search_index, sender=self)

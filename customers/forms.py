@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Customer, CustomerQuerySet
+from .models import RANK_EXACT, RANK_OTHER, Customer, CustomerQuerySet
 from .services import EDITABLE_FIELDS
 
 
@@ -33,20 +33,33 @@ class CustomerFilterForm(forms.Form):
     after = forms.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput
     )
+    # With a search, the rank of the last row shown: pages go best matches first.
+    rank = forms.IntegerField(
+        required=False, min_value=RANK_EXACT, max_value=RANK_OTHER, widget=forms.HiddenInput
+    )
+    # Rows already shown above this page, for the status line only.
+    shown = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
 
     def filter_queryset(self, queryset: CustomerQuerySet) -> CustomerQuerySet:
+        """Country and edited; the search itself comes with its ranked page (search_page)."""
         data = self.cleaned_data
-        if data.get("q"):
-            queryset = queryset.search(data["q"])
         if data.get("country"):
             queryset = queryset.in_country(data["country"])
         if data.get("edited"):
             queryset = queryset.edited(data["edited"] == "yes")
         return queryset
+
+    def cursor(self) -> tuple[int, int] | None:
+        """Where the page starts: the (rank, id) of the last row shown before it."""
+        after = self.cleaned_data.get("after")
+        if after is None:
+            return None
+        rank = self.cleaned_data.get("rank")
+        return (RANK_EXACT if rank is None else rank, after)
 
     def active_filters(self) -> dict[str, str]:
         """The filters in effect, to carry into the next page's URL."""

@@ -6,9 +6,17 @@ from functools import reduce
 from operator import and_, or_
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Trim
+from django.db import connections, models
+from django.db.models import Q, Value
+from django.db.models.functions import Concat, Trim
+
+from .search_index import (
+    MIN_WORD,
+    anchored_match,
+    match_expression,
+    rowids_matching,
+    search_index_ready,
+)
 
 # The CSV format, one entry per column a CSV import writes, in file order: the model
 # field and its header label. The export writes these labels (after a running "Index",
@@ -31,23 +39,103 @@ CSV_HEADER: tuple[str, ...] = ("Index", *CSV_LABELS.values())
 # Fields a CSV import writes (in file order). A re-import compares exactly these.
 IMPORTED_FIELDS: tuple[str, ...] = tuple(CSV_LABELS)
 SEARCH_FIELDS = ("first_name", "last_name", "email", "company", "customer_id")
+MAX_SEARCH_WORDS = 8
+
+
+# Search results come in ranks, best first; each rank is paged newest first.
+RANK_EXACT, RANK_FULL_NAME, RANK_OTHER = 0, 1, 2
+# Shorter queries are not ranked: too common to look up cheaply, and rarely a lookup.
+MIN_RANKED = 4
+RANK_LABELS = {RANK_EXACT: "exact match", RANK_FULL_NAME: "name match", RANK_OTHER: ""}
+
+
+def search_words(q: str) -> list[str]:
+    return q.split()[:MAX_SEARCH_WORDS]
 
 
 class CustomerQuerySet(models.QuerySet):
-    def search(self, q: str) -> CustomerQuerySet:
-        """Every word must match one of the name, email, company or id fields.
+    def search(self, q: str, *, narrow: bool = True) -> CustomerQuerySet:
+        """Every word must match (case-insensitive substring) the name, email, company or id.
 
-        On PostgreSQL a trigram GIN index over UPPER(field) serves these
-        `icontains` lookups (migration 0002), so search stays fast at millions of rows.
+        On PostgreSQL a trigram GIN index over UPPER(field) serves these `icontains`
+        lookups (migration 0002). On SQLite the FTS5 trigram index (search_index.py)
+        first narrows to the rows containing every word of 3+ characters; the same
+        `icontains` conditions then decide, so both give exactly the scan's results.
+        `narrow=False` leaves the narrowing to the caller (a better one).
         """
-        words = q.split()[:8]
+        words = search_words(q)
         if not words:
             return self
         per_word = [
             reduce(or_, (Q(**{f"{field}__icontains": word}) for field in SEARCH_FIELDS))
             for word in words
         ]
-        return self.filter(reduce(and_, per_word))
+        qs = self.filter(reduce(and_, per_word))
+        match = match_expression(words)
+        if narrow and match is not None and search_index_ready(connections[self.db]):
+            qs = qs.filter(id__in=rowids_matching(match))
+        return qs
+
+    def search_page(
+        self, q: str, cursor: tuple[int, int] | None, size: int
+    ) -> list[tuple[int, Customer]]:
+        """One keyset page of `search(q)`, best matches first, as (rank, customer) pairs.
+
+        Ranks: the customer id or the email equals the query, then the full name
+        (first and last) equals it, then every other match; newest first within a
+        rank. The cursor is the (rank, id) of the last row shown, so pages never
+        repeat or skip a row, and each rank is its own keyset query: the best
+        matches are few, and the rest stop after one page like the plain list.
+        Queries shorter than 4 characters, or without a word of 3+, are not ranked.
+        Returns up to `size + 1` rows: the extra one tells a next page exists.
+        """
+        phrase = " ".join(q.split())
+        words = search_words(q)
+        if len(phrase) < MIN_RANKED or all(len(word) < MIN_WORD for word in words):
+            # The start of typing, not a lookup: newest first as the plain list, without
+            # a pass over every match (or every row) to look for equal ids or names.
+            return [(RANK_OTHER, c) for c in self.search(q).page_after(cursor and cursor[1], size)]
+        exact = Q(customer_id__iexact=phrase) | Q(email__iexact=phrase)
+        full_name = Q(search_full_name__iexact=phrase)
+        ranks = {
+            RANK_EXACT: exact,
+            RANK_FULL_NAME: full_name & ~exact,
+            RANK_OTHER: ~exact & ~full_name,
+        }
+        # An id, email or full name equal to the query contains each of its words, so the
+        # best ranks need no search filter: only a way to the few rows that start like
+        # the query (an index), instead of a pass over every match of a common word.
+        matches = dict.fromkeys(ranks, self.search(q))
+        first_word = words[0]
+        if search_index_ready(connections[self.db]):
+            matches[RANK_EXACT] = self.filter(
+                id__in=rowids_matching(anchored_match(("customer_id", "email"), phrase))
+            )
+            name_anchor = anchored_match(("first_name", "last_name"), first_word)
+            if name_anchor is not None:
+                matches[RANK_FULL_NAME] = self.filter(id__in=rowids_matching(name_anchor))
+        else:
+            # PostgreSQL's trigram index serves both the equality and the prefix match
+            # (SQLite without FTS5 scans either way).
+            matches[RANK_EXACT] = self
+            if len(first_word) >= MIN_WORD:
+                matches[RANK_FULL_NAME] = self.filter(
+                    Q(first_name__istartswith=first_word) | Q(last_name__istartswith=first_word)
+                )
+        full_name_expr = Trim(Concat("first_name", Value(" "), "last_name"))
+        start_rank, after_id = cursor if cursor else (RANK_EXACT, None)
+        rows: list[tuple[int, Customer]] = []
+        for rank, condition in ranks.items():
+            if rank < start_rank:
+                continue
+            candidates = matches[rank].alias(search_full_name=full_name_expr)
+            found = candidates.filter(condition).page_after(
+                after_id if rank == start_rank else None, size - len(rows)
+            )
+            rows += [(rank, customer) for customer in found]
+            if len(rows) > size:
+                break
+        return rows[: size + 1]
 
     def edited(self, edited: bool) -> CustomerQuerySet:
         return self.filter(manually_edited_at__isnull=not edited)

@@ -20,7 +20,7 @@ from customerpanel.csvfiles import csv_download
 
 from . import services
 from .forms import CustomerFilterForm, CustomerForm
-from .models import Customer
+from .models import RANK_LABELS, Customer
 
 PAGE_SIZE = 50
 LIST_COLUMNS = (
@@ -43,22 +43,36 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     filters = CustomerFilterForm(request.GET)
     filters.is_valid()  # invalid parameters are dropped from cleaned_data, not refused
     after = filters.cleaned_data.get("after")
-    rows = filters.filter_queryset(Customer.objects.only(*LIST_COLUMNS)).page_after(
-        after, PAGE_SIZE
+    rows = filters.filter_queryset(Customer.objects.only(*LIST_COLUMNS)).search_page(
+        filters.cleaned_data.get("q", ""), filters.cursor(), PAGE_SIZE
     )
-    customers, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    page, has_next = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    # A history restore after a cache miss needs the whole page, not just the rows.
+    rows_only = bool(request.htmx) and not request.htmx.history_restore_request
+    # Infinite scroll appends: the status counts the rows above too. A whole page
+    # (without JavaScript) shows its own rows only.
+    shown_before = (filters.cleaned_data.get("shown") or 0) if after and rows_only else 0
+    shown = shown_before + len(page)
     active = filters.active_filters()
+    next_page = {}
+    if has_next:
+        last_rank, last = page[-1]
+        next_page = {**active, "after": last.pk, "shown": shown}
+        if active.get("q"):
+            next_page["rank"] = last_rank
     context = {
         "filters": filters,
-        "customers": customers,
+        "rows": [(RANK_LABELS[rank], customer) for rank, customer in page],
         "after": after,
+        "shown": shown,
+        "has_next": has_next,
         "is_filtered": bool(active),
         "first_page_query": urlencode(active),
-        "next_page_query": urlencode({**active, "after": customers[-1].pk}) if has_next else "",
+        "next_page_query": urlencode(next_page),
+        "rows_only": rows_only,
     }
     template = "customers/customer_list.html"
-    # A history restore after a cache miss needs the whole page, not just the rows.
-    if request.htmx and not request.htmx.history_restore_request:
+    if rows_only:
         template += "#rows"
     return render(request, template, context)
 
@@ -69,9 +83,10 @@ def customer_export(request: HttpRequest) -> StreamingHttpResponse:
     """The list's customers (its current filters) as a CSV download in the import format."""
     filters = CustomerFilterForm(request.GET)
     filters.is_valid()  # like the list: invalid parameters are dropped, not refused
-    lines = services.customer_export_lines(
-        filters.filter_queryset(Customer.objects.all()), bom=request.GET.get("bom") in ("1", "true")
-    )
+    customers = filters.filter_queryset(Customer.objects.all())
+    if filters.cleaned_data.get("q"):  # the list ranks its search per page; an export needs no rank
+        customers = customers.search(filters.cleaned_data["q"])
+    lines = services.customer_export_lines(customers, bom=request.GET.get("bom") in ("1", "true"))
     return csv_download(lines, services.customer_export_filename())
 
 

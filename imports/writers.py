@@ -13,6 +13,8 @@ counts outcomes without a query per row.
 
 SQLite: the database-wide write lock (IMMEDIATE transactions) serialises the
 batch against people's edits, so read, compare and write in Python is exact.
+New rows go in with one INSERT … SELECT per batch from a temporary table, so the
+search index's trigger (customers/search_index.py) runs in one statement.
 
 Both write only the columns the file has (`fields`): a file without, say, First
 Name inserts new customers with an empty first name but never blanks an existing
@@ -214,6 +216,7 @@ class PostgresWriter:
 
 
 class SqliteWriter:
+    STAGING = "import_staging"
     CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
     WRITE_GAP = 0.03  # seconds without the write lock after each batch
     prepare_line = None
@@ -233,8 +236,13 @@ class SqliteWriter:
         # Positions (in IMPORTED_FIELDS order) an update writes and "unchanged" compares.
         self.data_positions = [IMPORTED_FIELDS.index(name) for name in data_fields]
         placeholders = ", ".join(["%s"] * (len(IMPORTED_FIELDS) + 2))
+        # New rows go through a temporary table and one INSERT … SELECT: the search
+        # index's trigger then runs inside a single statement, where one row per
+        # statement made FTS5 flush a tiny segment per row (about 2x slower).
+        self.stage_sql = f"INSERT INTO temp.{self.STAGING} VALUES ({placeholders})"
         self.insert_sql = (
-            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) VALUES ({placeholders})"
+            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) "
+            f"SELECT * FROM temp.{self.STAGING} ORDER BY rowid"
         )
         sets = ", ".join(f"{f} = %s" for f in data_fields)
         self.update_sql = (
@@ -300,7 +308,14 @@ class SqliteWriter:
                 cursor.executemany(self.stamp_sql, stamps)
                 result.duplicates = len(records) - cursor.rowcount
             if inserts:
-                cursor.executemany(self.insert_sql, inserts)
+                cursor.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {self.STAGING} "
+                    f"({COLUMNS}, created_at, updated_at)"
+                )
+                cursor.execute(f"DELETE FROM temp.{self.STAGING}")
+                cursor.executemany(self.stage_sql, inserts)
+                cursor.execute(self.insert_sql)
+                cursor.execute(f"DELETE FROM temp.{self.STAGING}")
             crashpoint("mid_copy")
             if updates:
                 cursor.executemany(self.update_sql, updates)

@@ -53,6 +53,8 @@ def test_search_and_infinite_scroll(page, expect, make_customer, user):
     page.goto("/customers/")
     rows = page.locator(ROWS)
     expect(rows).to_have_count(PAGE_SIZE)
+    expect(page.get_by_role("status")).to_have_text(f"{PAGE_SIZE} customers shown, more below")
+    expect(page.locator("#customer-status")).to_have_attribute("role", "status")
     expect(page.locator("#customer-rows .badge.edited")).to_have_count(1)
     shot(page, "list", full_page=False)
 
@@ -69,14 +71,19 @@ def test_search_and_infinite_scroll(page, expect, make_customer, user):
     ]
     assert ids == list(Customer.objects.order_by("-id").values_list("id", flat=True))
 
+    status = page.locator("#customer-status[role=status]")
+    expect(status).to_have_text(f"{PAGE_SIZE + 13} customers shown")
+
     # Typing searches as you type; the URL follows so the result can be shared.
     page.get_by_label("Search").fill("zelda jazz")
     expect(rows).to_have_count(1)
+    expect(status).to_have_text("1 customer shown")
     expect(rows.first).to_contain_text("Zelda Fitzgerald")
     expect(page).to_have_url(re.compile(r"/customers/\?q=zelda(\+|%20)jazz"))
 
     page.get_by_label("Search").fill("no such customer anywhere")
     expect(page.locator("#customer-rows")).to_contain_text("No customers match these filters.")
+    expect(status).to_have_text("0 customers shown")
 
     page.get_by_label("Search").fill("")
     page.get_by_label("Country").fill("Norway")
@@ -169,7 +176,7 @@ def test_delete_with_confirmation(page, expect, make_customer):
     page.get_by_role("link", name="Delete").click()
     page.get_by_role("button", name="Delete customer").click()
     expect(page).to_have_url(re.compile(r"/customers/$"))
-    expect(page.get_by_role("status")).to_contain_text("deleted")
+    expect(page.locator("[role=status] .messages")).to_contain_text("deleted")
     expect(page.locator(ROWS)).to_have_count(1)
     expect(page.locator(ROWS).first).to_contain_text("Kept Record")
     assert list(Customer.objects.values_list("pk", flat=True)) == [keep.pk]
@@ -220,3 +227,44 @@ def test_export_button_follows_the_filters_and_downloads_them(page, expect, make
     assert re.fullmatch(r"customers-\d{8}-\d{6}\.csv", download.value.suggested_filename)
     lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and ",Zelda," in lines[1] and ",Chile," in lines[1]
+
+
+def test_typing_on_replaces_the_running_search(browser, live_server, expect, make_customer, user):
+    """A slow search is aborted by the next keystroke; the indicator shows meanwhile.
+
+    Its own browser page: htmx logs the abort as a console error, which the `page`
+    fixture would count as a failure, and here it is the point.
+    """
+    make_customer(first_name="Zelda", last_name="Fitzgerald")
+    make_customer(first_name="Zeno", last_name="Elea")
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    logged: list[str] = []
+    page.on("console", lambda msg: logged.append(msg.text))
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("staff")
+    page.get_by_label("Password").fill("pw-staff-123")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+    def hold_the_first_search(route):
+        if "q=zel&" in route.request.url or route.request.url.endswith("q=zel"):
+            page.wait_for_timeout(1500)
+        route.continue_()
+
+    page.goto("/customers/")
+    page.route("**/customers/?*", hold_the_first_search)
+    search = page.get_by_label("Search")
+    status = page.locator("#customer-status[role=status]")
+    search.fill("zel")
+    expect(page.locator("#search-indicator")).to_be_visible()
+    search.fill("zeno")
+    expect(page.locator(ROWS)).to_have_count(1)
+    expect(page.locator(ROWS).first).to_contain_text("Zeno Elea")
+    expect(status).to_have_text("1 customer shown")
+    expect(page.locator("#search-indicator")).to_be_hidden()
+    page.wait_for_timeout(1800)  # the held first search would have landed by now
+    expect(page.locator(ROWS).first).to_contain_text("Zeno Elea")
+    assert any("htmx:sendAbort" in text for text in logged), logged
+    context.close()

@@ -235,7 +235,10 @@ def test_after_without_javascript_renders_a_full_page(client_logged_in):
     assert "load-more" not in body
     # Without JavaScript the sentinel is a plain link to that page.
     first = client_logged_in.get(LIST).content.decode()
-    assert f'<a href="/customers/?after={ids[PAGE_SIZE - 1]}">Load more customers</a>' in first
+    assert (
+        f'<a href="/customers/?after={ids[PAGE_SIZE - 1]}&amp;shown={PAGE_SIZE}">'
+        "Load more customers</a>"
+    ) in first
 
 
 @pytest.mark.parametrize(
@@ -258,10 +261,13 @@ def test_odd_parameters_do_not_break_the_list(client_logged_in, make_customer, p
 def test_list_query_never_counts_offsets_or_loads_about(client_logged_in, make_customer):
     make_customer(about="A very long text " * 1000)
     with CaptureQueriesContext(connection) as queries:
-        client_logged_in.get(LIST, {"q": "ada", "country": "United Kingdom", "edited": "no"})
+        client_logged_in.get(
+            LIST, {"q": "ada lovelace", "country": "United Kingdom", "edited": "no"}
+        )
         client_logged_in.get(LIST, {"after": 10**6}, headers=HTMX)
-    customer_queries = [q["sql"] for q in queries if "customers_customer" in q["sql"]]
-    assert len(customer_queries) == 2
+    customer_queries = [q["sql"] for q in queries if 'FROM "customers_customer"' in q["sql"]]
+    # The search: one keyset query per rank (exact, full name, the rest); then one page.
+    assert len(customer_queries) == 4
     for sql in customer_queries:
         assert "COUNT(" not in sql.upper()
         assert "OFFSET" not in sql.upper()
@@ -536,3 +542,70 @@ def test_everything_is_escaped(client_logged_in, make_customer, user):
     detail = pages[2].content.decode()
     assert "<b>bold</b>" not in detail
     assert 'href="javascript:' not in detail
+
+
+# --- Search as people use it ------------------------------------------------------------
+
+STATUS = re.compile(r'<p id="customer-status"[^>]*role="status">([^<]*)</p>')
+OOB_STATUS = re.compile(
+    r'<template><p id="customer-status" hx-swap-oob="innerHTML">([^<]*)</p></template>'
+)
+
+
+def test_search_form_shows_progress_and_replaces_a_running_search(client_logged_in):
+    body = client_logged_in.get(LIST).content.decode()
+    form = re.search(r'<form class="toolbar[^>]*>', body).group(0)
+    assert 'hx-sync="this:replace"' in form
+    assert 'hx-indicator="#search-indicator"' in form
+    assert re.search(r'id="search-indicator"[^>]*>Searching…<', body)
+
+
+def test_status_line_says_how_many_are_shown_outside_the_rows(client_logged_in):
+    make_many(PAGE_SIZE + 3)
+    body = client_logged_in.get(LIST).content.decode()
+    assert STATUS.search(body).group(1) == f"{PAGE_SIZE} customers shown, more below"
+    # A live region outside the swapped <tbody>: it stays while rows are replaced.
+    assert body.index('id="customer-status"') < body.index('<tbody id="customer-rows"')
+    assert "<template>" not in body  # the full page needs no out-of-band update
+
+    more = client_logged_in.get(
+        next_page_url(client_logged_in.get(LIST, headers=HTMX)), headers=HTMX
+    )
+    assert OOB_STATUS.search(more.content.decode()).group(1) == f"{PAGE_SIZE + 3} customers shown"
+
+    found = client_logged_in.get(LIST, {"q": "person7"}, headers=HTMX).content.decode()
+    assert OOB_STATUS.search(found).group(1) == "1 customer shown"
+    none = client_logged_in.get(LIST, {"q": "nobody at all"}, headers=HTMX).content.decode()
+    assert OOB_STATUS.search(none).group(1) == "0 customers shown"
+    assert "No customers match these filters." in none
+
+
+def test_search_page_lists_best_matches_first_and_pages_through_all(client_logged_in):
+    make_many(PAGE_SIZE + 5, company="Ada Lovelace Acme")
+    exact = Customer.objects.create(customer_id="C-1", email="Ada@Lovelace.example")
+    full_name = Customer.objects.order_by("id").first()
+    Customer.objects.filter(pk=full_name.pk).update(first_name="Ada", last_name="Lovelace")
+    Customer.objects.create(customer_id="C-2", email="x@y.example", company="ada@lovelace.example")
+    newer_full_name = Customer.objects.create(
+        customer_id="C-3", email="z@y.example", first_name="ada", last_name="lovelace"
+    )
+
+    first = client_logged_in.get(LIST, {"q": "ada@lovelace.example"})
+    assert shown_ids(first)[0] == exact.pk
+    assert 'class="badge match">exact match<' in first.content.decode()
+
+    seen, response = [], client_logged_in.get(LIST, {"q": "Ada Lovelace"}, headers=HTMX)
+    pages = 0
+    while True:
+        pages += 1
+        seen += shown_ids(response)
+        url = next_page_url(response)
+        if url is None:
+            break
+        assert "rank=" in url
+        response = client_logged_in.get(url, headers=HTMX)
+    assert pages == 2
+    assert seen[:2] == [newer_full_name.pk, full_name.pk]
+    matches = Customer.objects.search("Ada Lovelace").values_list("pk", flat=True)
+    assert sorted(seen) == sorted(matches) and len(seen) == len(set(seen))
+    assert seen[2:] == sorted(seen[2:], reverse=True)
