@@ -488,3 +488,106 @@ def test_a_header_csv_cannot_read_fails_in_words_for_people(data, message):
     with pytest.raises(FatalImportError) as failed:
         source(data).read_header()
     assert str(failed.value) == message
+
+
+# --- Direct checks found by mutation testing (mutmut 3.8.1 survivors) ---------------------------
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "The file is empty."),
+        (
+            b"\x1f\x8b\x08\x00rest",
+            "The file is gzip-compressed: decompress it and import the .csv.",
+        ),
+        (b"PK\x03\x04rest", "The file is a zip archive (or a spreadsheet): export it as CSV."),
+        (
+            b"\xff\xfeC\x00u\x00",
+            "The file is UTF-16 encoded: save it as UTF-8 CSV and import again.",
+        ),
+        (
+            b"\xfe\xff\x00C\x00u",
+            "The file is UTF-16 encoded: save it as UTF-8 CSV and import again.",
+        ),
+        (b"\x89PNG\r\n\x1a\n", "This is not a CSV text file (it contains binary data)."),
+        (b"Customer Id,\x00Email\n", "This is not a CSV text file (it contains binary data)."),
+        (b"\n\r\n\r", "The file has no header row."),
+        (b"\xef\xbb\xbf", "The file has no header row."),
+    ],
+)
+def test_files_that_cannot_be_imported_say_exactly_why(data, message):
+    with pytest.raises(FatalImportError) as failed:
+        source(data).read_header()
+    assert str(failed.value) == message
+
+
+def test_only_the_first_4_kb_are_sniffed_for_binary_data():
+    # A NUL past the sniffed bytes is not "binary data" but a bad header row, said as such.
+    data = b"Customer Id," + b"x" * (4096 - 12) + b"\x00,Email\n1,a@b.co\n"
+    assert data.index(b"\x00") == 4096
+    with pytest.raises(FatalImportError) as failed:
+        source(data).read_header()
+    assert str(failed.value) == "The header row contains a NUL byte."
+
+
+def test_a_bad_byte_on_the_first_line_of_a_row_is_said_of_the_row_with_its_position():
+    good = csv_text([row(1)]).encode()
+    data = good + b"2,ID2,Jos\xe9,x\n" + b"3,ID3,\x00nul\n"
+    _, records = all_records(data)
+    assert [r.reason for r in records[1:]] == [
+        "row is not valid UTF-8 (byte 0xe9 at position 10)",
+        "row contains a NUL byte",
+    ]
+
+
+def test_a_last_record_of_exactly_the_limit_without_a_final_line_break_is_read():
+    line = body(row(2, about_customer=""))
+    exact = body(row(2, about_customer="z" * (LIMIT - len(line) + 1))).removesuffix(b"\n")
+    assert len(exact) == LIMIT and not exact.endswith(b"\n")
+    data = csv_text([row(1)]).encode() + exact
+    for chunk_size in (1000, READ_CHUNK):
+        src = CsvSource(io.BytesIO(data), max_row_bytes=LIMIT, chunk_size=chunk_size)
+        header = src.read_header()
+        records = list(src.records(header.data_offset, header.data_line))
+        assert [type(r) for r in records] == [Record, Record], chunk_size
+        assert records[1].end_offset == len(data)
+
+
+def test_a_rejected_last_record_without_quotes_or_a_final_line_break():
+    start = csv_text([row(1)]).encode()
+    _, records = all_records(start + b'2,"ID2"x,the end')
+    assert records[1].reason.startswith("row has malformed CSV quoting")
+    assert records[1].end_offset == len(start) + 16
+    _, records = all_records(start + b"2,ID2," + b"x" * LIMIT)
+    assert records[1].reason == f"row is too large: {LIMIT + 6:,} bytes, the limit is {LIMIT:,}"
+
+
+def test_a_rejected_record_that_starts_with_an_empty_field_then_a_quoted_one():
+    # The scanner must see the `,"` at the record's very first byte: the quote holds a newline.
+    data = csv_text([row(1)]).encode() + b',"multi\nline"x,z\n' + body(row(3))
+    _, records = all_records(data)
+    assert outcomes(records)[1:] == [
+        (
+            3,
+            "rejected: row has malformed CSV quoting: a closing quote must be followed by a "
+            "comma or the end of the line",
+        ),
+        (5, "ID3"),
+    ]
+
+
+def test_measuring_a_rejected_crlf_record_reads_no_further_than_its_end():
+    rest = body(*[row(n) for n in range(3, 6)], newline="\r\n") + b"y" * (16 * 1024 * 1024)
+    data = csv_text([row(1)], newline="\r\n").encode() + b'2,"ID2"x,a\r\n' + rest
+    src = source(data)
+    header = src.read_header()
+    records = src.records(header.data_offset, header.data_line)
+    assert next(records).fields[1] == "ID1"
+    tracemalloc.start()
+    try:
+        rejected = next(records)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rejected.end_offset == data.index(b"3,ID3,")
+    assert next(records).fields[1] == "ID3"
+    assert peak < 4 * 1024 * 1024  # a read or two, not the 16 MB after the record
