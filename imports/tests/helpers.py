@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+from django.db import connection
 
 from customers.models import IMPORTED_FIELDS, Customer
 from imports import generator
@@ -72,3 +76,21 @@ def table_checksum() -> str:
 
 def counters(state) -> dict[str, int]:
     return {name: getattr(state, name) for name in ROW_COUNTERS}
+
+
+def at_once(call: Callable[[], None], *, clients: int = 4) -> None:
+    """Run `call` on `clients` threads released together, each on its own connection."""
+    barrier = threading.Barrier(clients)
+
+    def run():
+        try:
+            barrier.wait(timeout=30)
+            call()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)

@@ -20,7 +20,7 @@ from imports import services
 from imports.columns import LABELS
 from imports.engine import run_import
 from imports.models import ImportState, ImportStatus
-from imports.tests.helpers import csv_text, row, write_csv
+from imports.tests.helpers import at_once, csv_text, row, write_csv
 
 pytestmark = pytest.mark.django_db
 WORKER = "test-host:1"
@@ -290,34 +290,21 @@ def test_the_schema_documents_every_import_endpoint(api_client):
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_starts_of_one_file_queue_it_once(user, import_dir):
     """Four clients, each on its own thread and database connection, start the same file."""
-    import threading
-
-    from django.db import connection
-
     rounds = 5
     for n in range(rounds):
         write_csv(import_dir / f"f{n}.csv", [row(n)])
     for n in range(rounds):
-        barrier = threading.Barrier(4)
         statuses: list[int] = []
 
-        def start(name=f"f{n}.csv", barrier=barrier, statuses=statuses):
-            try:
-                client = APIClient()
-                client.force_authenticate(user)
-                barrier.wait(timeout=30)
-                response = client.post(URL, {"name": name}, format="json")
-                statuses.append(response.status_code)
-                if response.status_code == 409:
-                    assert f"{name} is already queued as import #" in response.json()["detail"]
-            finally:
-                connection.close()
+        def start(name=f"f{n}.csv", statuses=statuses):
+            client = APIClient()
+            client.force_authenticate(user)
+            response = client.post(URL, {"name": name}, format="json")
+            statuses.append(response.status_code)
+            if response.status_code == 409:
+                assert f"{name} is already queued as import #" in response.json()["detail"]
 
-        threads = [threading.Thread(target=start) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        at_once(start)
         assert sorted(statuses) == [202, 409, 409, 409], f"round {n}: {statuses}"
     assert ImportState.objects.count() == rounds
     assert ImportState.objects.filter(status=ImportStatus.QUEUED).count() == rounds

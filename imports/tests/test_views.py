@@ -16,7 +16,7 @@ from customers.models import Customer
 from imports import services
 from imports.engine import run_import
 from imports.models import ImportState, ImportStatus
-from imports.tests.helpers import csv_text, row, write_csv
+from imports.tests.helpers import at_once, csv_text, row, write_csv
 
 pytestmark = pytest.mark.django_db
 WORKER = "test-host:1"
@@ -483,26 +483,15 @@ def test_the_same_file_twice_is_refused_with_a_message(client_logged_in, sample)
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_starts_from_the_page_queue_the_file_once(user, import_dir):
     """Defect 6 on the pages: four browsers, each on its own thread and connection."""
-    import threading
-
     write_csv(import_dir / "same.csv", [row(1)])
-    barrier = threading.Barrier(4)
     landed: list[str] = []
 
     def start():
-        try:
-            client = Client()
-            client.force_login(user)
-            barrier.wait(timeout=30)
-            response = client.post("/imports/from-folder/", {"name": "same.csv"})
-            landed.append(response["Location"])
-        finally:
-            connection.close()
+        client = Client()
+        client.force_login(user)
+        response = client.post("/imports/from-folder/", {"name": "same.csv"})
+        landed.append(response["Location"])
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    at_once(start)
     state = ImportState.objects.get()
     assert sorted(landed) == sorted([f"/imports/{state.pk}/", LIST, LIST, LIST])
