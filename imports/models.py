@@ -16,16 +16,27 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .dialect import Dialect
 from .outcomes import COUNTERS, OUTCOMES, PROCESSED
 from .outcomes import ROW_COUNTERS as ROW_COUNTERS  # its old home: code may still import it here
 
 
 class ImportStatus(models.TextChoices):
+    # Created from an upload or a folder pick, not queued yet: its settings are reviewed first.
+    REVIEW = "review", "In review"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Stopped by itself (too many rejections early on: a wrong mapping or delimiter).
+    PAUSED = "paused", "Paused"
+
+
+class Compression(models.TextChoices):
+    NONE = "", "None"
+    GZIP = "gzip", "gzip"
+    ZIP = "zip", "zip"
 
 
 class FailureKind(models.TextChoices):
@@ -39,7 +50,7 @@ class FailureKind(models.TextChoices):
 
 
 ACTIVE_STATUSES = (ImportStatus.QUEUED, ImportStatus.RUNNING)
-RESUMABLE_STATUSES = (ImportStatus.FAILED, ImportStatus.CANCELLED)
+RESUMABLE_STATUSES = (ImportStatus.FAILED, ImportStatus.CANCELLED, ImportStatus.PAUSED)
 RECENT_ROWS_KEPT = 20
 
 
@@ -82,8 +93,24 @@ class ImportState(models.Model):
     )
     batch_size = models.PositiveIntegerField(default=10_000)
 
+    # How the file is read (detected, then reviewed); stored so every resume reads it alike.
+    delimiter = models.CharField(max_length=1, default=",")
+    encoding = models.CharField(max_length=32, default="utf-8")
+    compression = models.CharField(
+        max_length=8, choices=Compression.choices, default=Compression.NONE, blank=True
+    )
+    # Field name for each header position ("" = ignore); empty: mapped from the header names.
+    column_mapping = models.JSONField(default=list, blank=True)
+    dry_run = models.BooleanField(
+        default=False, help_text="Validate the whole file and compare; write no customer."
+    )
+    # The early-rejection check (see imports.engine) is done once, or waived by a resume.
+    threshold_passed = models.BooleanField(default=False)
+
     # Checkpoint: byte offset just after the last committed row, and its line number.
     bytes_processed = models.BigIntegerField(default=0)
+    # Position in the stored file for progress: the compressed bytes read for gzip and zip.
+    source_bytes_processed = models.BigIntegerField(default=0)
     lines_processed = models.BigIntegerField(default=0)
     rows_processed = models.BigIntegerField(default=0)
     rows_created = models.BigIntegerField(default=0)
@@ -209,7 +236,16 @@ class ImportState(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (ImportStatus.COMPLETED, ImportStatus.FAILED, ImportStatus.CANCELLED)
+        return self.status in (
+            ImportStatus.COMPLETED,
+            ImportStatus.FAILED,
+            ImportStatus.CANCELLED,
+            ImportStatus.PAUSED,
+        )
+
+    @property
+    def dialect(self) -> Dialect:
+        return Dialect(self.delimiter, self.encoding, self.compression)
 
     def is_stale(self, now=None) -> bool:
         limit = timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
@@ -272,6 +308,21 @@ class ImportState(models.Model):
         return max(0.0, (self.file_size - self.bytes_processed) * seconds / self.bytes_processed)
 
 
+class HeaderMapping(models.Model):
+    """A column mapping a person chose, remembered for files with the same header names."""
+
+    header_key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the names.")
+    names = models.JSONField(help_text="The header names, as written in the file.")
+    mapping = models.JSONField(help_text='Field name for each column ("" = ignore).')
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    def __str__(self) -> str:
+        return ", ".join(self.names)[:200]
+
+
 class ImportRejection(models.Model):
     """A data row that was not imported, with its line number and the reason."""
 
@@ -282,6 +333,9 @@ class ImportRejection(models.Model):
     customer_id = models.CharField(max_length=255, blank=True)
     reason = models.CharField(max_length=500)
     raw = models.TextField(blank=True, help_text="The row as read, cut to 4 KB.")
+    cells = models.JSONField(
+        default=list, blank=True, help_text="The row's cells as parsed (none if it could not be)."
+    )
 
     class Meta:
         ordering = ["import_state", "line_number"]
