@@ -87,8 +87,12 @@ class ColumnMap:
         return [f"Ignored unknown column{plural}: {', '.join(self.ignored)}."]
 
 
-def map_header(raw_names: list[str]) -> ColumnMap:
-    """Map header names to fields; HeaderError for duplicates or missing required columns."""
+def map_header(raw_names: list[str], mapping: list[str] | None = None) -> ColumnMap:
+    """Map header names to fields; HeaderError for duplicates or missing required columns.
+
+    `mapping`, when given, is the field for each header position ("" = ignore), as
+    chosen in the review step; otherwise the names are matched to the columns.
+    """
     names = [name.strip() for name in raw_names]
     fields: list[str | None] = []
     seen: dict[str, int] = {}

@@ -31,19 +31,18 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from . import leases
 from .crashpoints import batch_pause, crashpoint
-from .files import FileMissing, check_import_file, open_recorded
+from .files import FileMissing, check_import_file
 from .leases import LeaseLost as LeaseLost  # raised through checkpoint(); callers catch it
 from .leases import checkpoint
 from .models import RECENT_ROWS_KEPT, FailureKind, ImportRejection, ImportState
 from .outcomes import DUPLICATE, REJECTED, WRITE_OUTCOMES
 from .reader import CsvSource, FatalImportError
+from .sources import open_source
 from .validation import CleanRecord, Rejection, Validator
 from .writers import WriteResult, writer_for
 
@@ -231,8 +230,7 @@ def run_import(
     """
     try:
         check_import_file(state)
-        with open_recorded(Path(state.source_path), state.file_size) as fp:
-            source = CsvSource(fp, max_row_bytes=settings.IMPORT_MAX_ROW_BYTES)
+        with open_source(state) as source:
             header = source.read_header()
             if state.bytes_processed == 0:
                 with transaction.atomic():

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .columns import ColumnMap, HeaderError, map_header
+from .dialect import Dialect
 
 UTF8_BOM = b"\xef\xbb\xbf"
 READ_CHUNK = 256 * 1024  # small enough to stay in the CPU cache while it is split and decoded
@@ -297,8 +298,18 @@ def sniff(head: bytes) -> None:
 class CsvSource:
     """One CSV file on disk: its header, then its records from any checkpoint."""
 
-    def __init__(self, fp: BinaryIO, *, max_row_bytes: int, chunk_size: int = READ_CHUNK):
+    def __init__(
+        self,
+        fp: BinaryIO,
+        *,
+        max_row_bytes: int,
+        chunk_size: int = READ_CHUNK,
+        dialect: Dialect | None = None,
+        mapping: list[str] | None = None,
+    ):
         self.fp = fp
+        self.dialect = dialect or Dialect()
+        self.mapping = mapping or None  # field per header position, chosen in the review
         self.max_row_bytes = max_row_bytes
         self.chunk_size = chunk_size  # bytes per read; tests make it tiny to hit every boundary
         # Bounded, never sys.maxsize; a field cannot outgrow its record anyway.
@@ -314,7 +325,7 @@ class CsvSource:
             raise FatalImportError("The file has no header row.")
         if isinstance(first, BadRecord):
             raise FatalImportError(f"The header row {first.reason.removeprefix('row ')}.")
-        return parse_header(first)
+        return parse_header(first, self.mapping)
 
     def records(self, offset: int, line: int) -> Iterator[Record | BadRecord]:
         """Records from byte `offset`, which must be the start of a record on line `line` + 1."""
@@ -373,9 +384,9 @@ class CsvSource:
         )
 
 
-def parse_header(record: Record) -> Header:
+def parse_header(record: Record, mapping: list[str] | None = None) -> Header:
     try:
-        columns = map_header(record.fields)
+        columns = map_header(record.fields, mapping)
     except HeaderError as exc:
         raise FatalImportError(str(exc)) from None
     return Header(
