@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from . import leases
+from .compare import CompareWriter
 from .crashpoints import batch_pause, crashpoint
 from .files import FileMissing, check_import_file
 from .leases import LeaseLost as LeaseLost  # raised through checkpoint(); callers catch it
@@ -244,7 +245,8 @@ def run_import(
                         bytes_processed=header.data_offset,
                         lines_processed=header.data_line,
                     )
-            writer = writer_for(
+            # A dry run reads and compares like an import, and writes no customer.
+            writer = (CompareWriter if state.dry_run else writer_for)(
                 connection,
                 overwrite_manual=state.overwrite_manual,
                 fields=header.imported_fields,

@@ -215,6 +215,20 @@ class PostgresWriter:
         return result
 
 
+def decide(
+    current: tuple[bool, tuple] | None, values: tuple, positions: list[int], overwrite_manual: bool
+) -> str:
+    """The outcome of writing `values` over `current` (hand-edited?, its values), or None."""
+    if current is None:
+        return CREATED.name
+    manual, stored = current
+    if manual and not overwrite_manual:
+        return SKIPPED_MANUAL.name
+    if not manual and all(stored[i] == values[i] for i in positions):
+        return UNCHANGED.name
+    return UPDATED.name
+
+
 class SqliteWriter:
     STAGING = "import_staging"
     CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
@@ -289,17 +303,11 @@ class SqliteWriter:
             existing = self._existing(cursor, [r.customer_id for r in records])
             for record in records:
                 cid, values = record.customer_id, record.values
-                current = existing.get(cid)
-                if current is None:
+                outcome = decide(existing.get(cid), values, positions, self.overwrite_manual)
+                if outcome == CREATED.name:
                     inserts.append((*values, now, now))
-                    outcome = CREATED.name
-                elif current[0] and not self.overwrite_manual:
-                    outcome = SKIPPED_MANUAL.name
-                elif not current[0] and all(current[1][i] == values[i] for i in positions):
-                    outcome = UNCHANGED.name
-                else:
+                elif outcome == UPDATED.name:
                     updates.append((*(values[i] for i in positions), now, cid))
-                    outcome = UPDATED.name
                 result.counts[outcome] += 1
                 if cid in want:
                     result.outcome[cid] = outcome
