@@ -127,18 +127,20 @@ def remember_mapping(names: list[str], mapping: list[str], *, by_user=None) -> H
     """
     map_header(names, mapping)
     person = by_user if getattr(by_user, "is_authenticated", False) else None
+    key = header_key(names)
     values = {"names": [name.strip() for name in names], "mapping": list(mapping)}
-    for attempt in (1, 2):
-        try:
-            with transaction.atomic():
-                remembered, _ = HeaderMapping.objects.update_or_create(
-                    header_key=header_key(names), defaults={**values, "updated_by": person}
-                )
-            return remembered
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def upsert() -> HeaderMapping:
+        with transaction.atomic():
+            remembered, _ = HeaderMapping.objects.update_or_create(
+                header_key=key, defaults={**values, "updated_by": person}
+            )
+        return remembered
+
+    try:
+        return upsert()
+    except IntegrityError:  # another first insert of this key won: ours is now an update
+        return upsert()
 
 
 # --- The command line --------------------------------------------------------------
