@@ -316,6 +316,13 @@ class CsvSource:
         csv.field_size_limit(max_row_bytes)
 
     def read_header(self) -> Header:
+        return parse_header(self._header_record(), self.mapping)
+
+    def read_header_names(self) -> list[str]:
+        """The header names as written, whether or not they map: what a person maps."""
+        return self._header_record().fields
+
+    def _header_record(self) -> Record:
         self.fp.seek(0)
         head = self.fp.read(4096)
         sniff(head)
@@ -325,7 +332,7 @@ class CsvSource:
             raise FatalImportError("The file has no header row.")
         if isinstance(first, BadRecord):
             raise FatalImportError(f"The header row {first.reason.removeprefix('row ')}.")
-        return parse_header(first, self.mapping)
+        return first
 
     def records(self, offset: int, line: int) -> Iterator[Record | BadRecord]:
         """Records from byte `offset`, which must be the start of a record on line `line` + 1."""
@@ -395,4 +402,5 @@ def parse_header(record: Record, mapping: list[str] | None = None) -> Header:
         record.end_offset,
         record.end_line,
         ignored=columns.ignored,
+        mapped=columns.mapped,
     )

@@ -116,6 +116,7 @@ def _enqueue(
     overwrite_manual: bool,
     by_user=None,
     batch_size: int | None = None,
+    column_mapping: list[str] | None = None,
 ) -> ImportState:
     check_csv_file(path)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
@@ -129,6 +130,7 @@ def _enqueue(
         overwrite_manual=overwrite_manual,
         batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
         created_by=_person(by_user),
+        column_mapping=column_mapping or [],
     )
 
 
@@ -195,13 +197,16 @@ def import_for_command(
     overwrite_manual: bool,
     batch_size: int | None,
     worker: str | None = None,
+    column_mapping: list[str] | None = None,
 ) -> tuple[ImportState, bool]:
     """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one.
 
     With `worker`, the import is also claimed for it in the same transaction, so
     a refusal (another import is running) leaves nothing behind: no new queued
     import, no cancelled one. An import that failed on the file itself is not
-    resumed; a new import reads the file from the start.
+    resumed; a new import reads the file from the start. `column_mapping` (see
+    imports.mappings) is stored on a new import; an unfinished one keeps its own,
+    and a different one given for it is refused rather than silently dropped.
     """
     path = path.resolve()
     if not path.is_file():
@@ -216,6 +221,11 @@ def import_for_command(
                 raise ImportRefused(
                     f"{exc} Use --restart to import it from the beginning."
                 ) from None
+            if column_mapping is not None and column_mapping != latest.column_mapping:
+                raise ImportRefused(
+                    f"Import #{latest.pk} of this file started with other columns; resume it "
+                    "without --map, or use --restart to import the file with this mapping."
+                )
             if batch_size and batch_size != latest.batch_size:
                 ImportState.objects.filter(pk=latest.pk).update(batch_size=batch_size)
                 latest.batch_size = batch_size
@@ -229,6 +239,7 @@ def import_for_command(
                 uploaded=False,
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
+                column_mapping=column_mapping,
             )
             resumed = False
         if worker is not None:

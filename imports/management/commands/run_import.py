@@ -1,6 +1,7 @@
 """run_import: import one CSV file in the foreground, or run the import worker.
 
     manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
+                              [--map "Header=Field" ...]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
@@ -9,6 +10,12 @@ the same file resumes where the last committed batch ended, and a worker takes
 over an import whose worker died. A foreground run refused because another
 import is running leaves nothing behind; `--queue` hands the file to the
 worker instead of running it here.
+
+Columns are matched to fields by their header names (see imports.columns);
+`--map "Mail=Email"` chooses the field of a column whose name does not match,
+or `--map "Notes=ignore"` leaves one out. The mapping is checked against the
+file's header before anything is written, stored on the import, and used by
+every resume of it.
 
 Stopping: SIGTERM or Ctrl-C finishes the batch in flight; a second one stops
 at once (the batch in flight rolls back). Either way a foreground import is
@@ -31,9 +38,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
-from imports import leases, services
+from imports import leases, mappings, services
+from imports.columns import HeaderError
 from imports.engine import LeaseLost, run_import
 from imports.models import FailureKind, ImportState, ImportStatus
+from imports.reader import FatalImportError
 
 RETRY_FOR_SECONDS = 120
 
@@ -70,6 +79,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Queue the file for the import worker instead of importing it here.",
         )
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="HEADER=FIELD",
+            help='The field for a column of the file, by its CSV label or "ignore" '
+            '(e.g. --map "Mail=Email"); repeat for more columns.',
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -84,6 +101,8 @@ class Command(BaseCommand):
         if options["worker"]:
             if options["path"]:
                 raise CommandError("Give either a PATH or --worker, not both.")
+            if options["map"]:
+                raise CommandError("--map is for importing a PATH, not for the worker.")
             try:
                 return self.run_worker(poll=options["poll"], once=options["once"])
             except StopNow:
@@ -102,6 +121,7 @@ class Command(BaseCommand):
                 overwrite_manual=options["overwrite_manual"],
                 restart=options["restart"],
                 queue=options["queue"],
+                column_mapping=self._column_mapping(Path(options["path"]), options["map"]),
             )
         except StopNow:  # before or after the import loop: whatever we hold is cancelled
             self._release_own(status=ImportStatus.CANCELLED)
@@ -136,7 +156,21 @@ class Command(BaseCommand):
                     raise
 
     # --- foreground -------------------------------------------------------------------
-    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart, queue):
+    @staticmethod
+    def _column_mapping(path: Path, overrides: list[str]) -> list[str] | None:
+        """The file's proposed column mapping with the --map choices; None without --map."""
+        if not overrides:
+            return None
+        if not path.is_file():
+            raise CommandError(f"No such file: {path}")
+        try:
+            return mappings.mapping_from_overrides(mappings.read_header_names(path), overrides)
+        except (HeaderError, FatalImportError) as exc:
+            raise CommandError(f"{path.name}: {exc}") from None
+
+    def run_foreground(
+        self, path: Path, *, batch_size, overwrite_manual, restart, queue, column_mapping
+    ):
         try:
             state, resumed = services.import_for_command(
                 path,
@@ -144,6 +178,7 @@ class Command(BaseCommand):
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
                 worker=None if queue else self.worker,
+                column_mapping=column_mapping,
             )
             if queue and state.is_resumable:
                 services.import_resume(state)
@@ -313,7 +348,8 @@ def _columns(state: ImportState) -> str:
     """Which columns of the file were imported, ignored, and which it lacks."""
     parts = [f"Columns used: {', '.join(state.columns_used) or 'none'}"]
     if state.columns_ignored:
-        parts.append(f"ignored (unknown): {', '.join(state.columns_ignored)}")
+        why = "" if state.column_mapping else " (unknown)"  # mapped: a person's choice
+        parts.append(f"ignored{why}: {', '.join(state.columns_ignored)}")
     if state.columns_absent:
         parts.append(
             f"absent (left unchanged on existing customers): {', '.join(state.columns_absent)}"
