@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import subprocess
 import sys
@@ -309,3 +310,32 @@ def test_undo_import_command_errors(base_file):
     state = imported(base_file)
     with pytest.raises(CommandError, match="at least 1"):
         call_command("undo_import", str(state.pk), "--batch-size", "0", verbosity=0)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_clicking_undo_on_the_import_page_and_watching_it_finish(
+    page, import_worker, tmp_path, settings
+):
+    from pathlib import Path
+
+    from playwright.sync_api import expect
+
+    path = write_csv(tmp_path / "web.csv", [row(n) for n in range(1, 601)])
+    state = imported(path)
+    settings.IMPORT_BATCH_SIZE = 25  # 24 batches, each followed by the worker's short pause
+    page.goto(f"/imports/{state.pk}/")
+    page.get_by_role("link", name="Undo import…").click()
+    expect(page.get_by_text("deletes the 600 customers it created")).to_be_visible()
+    page.get_by_role("button", name=f"Yes, undo import #{state.pk}").click()
+    page.wait_for_url(f"**/imports/{state.pk}/")
+    badge = page.locator("[data-undo-status]")
+    expect(badge).to_have_attribute("data-undo-status", re.compile("queued|running|completed"))
+    expect(badge).to_have_text("Undone", timeout=60_000)  # polled until done
+    expect(page.locator('[data-undo="deleted"]')).to_have_text("600")
+    expect(page.locator("#import-undo")).to_contain_text("by staff")
+    shots = Path("/tmp/shots")
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "imports_undo_done.png"), full_page=True)
+    assert Customer.objects.count() == 0
+    assert ImportUndo.objects.get(import_state=state).batch_size == 25
