@@ -339,3 +339,26 @@ def test_clicking_undo_on_the_import_page_and_watching_it_finish(
     page.screenshot(path=str(shots / "imports_undo_done.png"), full_page=True)
     assert Customer.objects.count() == 0
     assert ImportUndo.objects.get(import_state=state).batch_size == 25
+
+
+def test_the_undo_card_follows_the_import_and_its_undo(base_file, client_logged_in):
+    state = imported(base_file)
+    ImportState.objects.filter(pk=state.pk).update(status=ImportStatus.RUNNING)
+    page = client_logged_in.get(f"/imports/{state.pk}/").content.decode()
+    assert "once it is finished" in page and "Undo import…" not in page
+    ImportState.objects.filter(pk=state.pk).update(status=ImportStatus.COMPLETED)
+    # The import's poll sees the status change and sends the undo card again, out of band.
+    poll = client_logged_in.get(
+        f"/imports/{state.pk}/?status=running&rejected=0&bytes=0&said=x", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'id="import-undo"' in poll and 'hx-swap-oob="true"' in poll and "Undo import…" in poll
+    undo_request(state)
+    card = client_logged_in.get(
+        f"/imports/{state.pk}/undo/progress/", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'data-undo-status="queued"' in card and 'hx-trigger="every 1s"' in card
+    call_command("undo_import", str(state.pk), verbosity=0)
+    card = client_logged_in.get(
+        f"/imports/{state.pk}/undo/progress/", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "Undone" in card and "hx-trigger" not in card
