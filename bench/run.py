@@ -11,8 +11,8 @@ database `customerpanel_bench`; time `psql \\copy` of the file (the floor); time
 re-import over 1 % hand-edited customers; `manage.py export_customers` of the whole
 table (time and peak RSS); `manage.py undo_import` of the 10 %-changed re-import; a
 first import on SQLite; then web latency under gunicorn, idle and while another import
-writes. Prints the tables and the targets and writes them as Markdown to bench/results/latest.md. The developer's database and
-.env are never used.
+writes. Prints the tables and the targets and writes them as Markdown to
+bench/results/latest.md. The developer's database and .env are never used.
 """
 
 from __future__ import annotations
