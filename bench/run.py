@@ -9,10 +9,10 @@ Steps: generate (or reuse) the reference files in bench/data/; recreate the Post
 database `customerpanel_bench`; time `psql \\copy` of the file (the floor); time
 `manage.py run_import` for a first import, an unchanged re-import and a 10 %-changed
 re-import over 1 % hand-edited customers; `manage.py export_customers` of the whole
-table (time and peak RSS); a first import on SQLite; then web latency
-under gunicorn, idle and while another import writes. Prints the tables and the targets
-and writes them as Markdown to bench/results/latest.md. The developer's database and
-.env are never used.
+table (time and peak RSS); `manage.py undo_import` of the 10 %-changed re-import; a
+first import on SQLite; then web latency under gunicorn, idle and while another import
+writes. Prints the tables and the targets and writes them as Markdown to
+bench/results/latest.md. The developer's database and .env are never used.
 """
 
 from __future__ import annotations
@@ -178,6 +178,36 @@ def run_imports(args, files, env, report) -> None:
         f"were updated, so {expected - changed['rows_updated']:,} changed rows were left alone "
         f"as edited by hand; skipped_manual counts every hand-edited row in the file."
     )
+    run_undo(args, env, report)
+
+
+def run_undo(args, env, report) -> None:
+    """`undo_import` of the 10%-changed re-import: puts back the customers it updated."""
+    undone = ib.latest_import(args.pg_url)["id"]
+    ib.pg_checkpoint(args.pg_url)
+    log("PostgreSQL undo of the 10% changed re-import ...")
+    child = ib.Child(
+        [ib.PYTHON, str(ib.MANAGE), "undo_import", str(undone), "--verbosity", "0"],
+        env=env,
+        log_name="pg-undo",
+    ).check("undo_import")
+    with ib.pg_connect(args.pg_url) as conn:
+        checked, restored = conn.execute(
+            "SELECT rows_checked, rows_restored FROM imports_importundo WHERE import_state_id = %s",
+            [undone],
+        ).fetchone()
+    report.imports.append(
+        ib.Measured(
+            step="PG undo of the 10% changed re-import",
+            wall=child.wall,
+            max_rss_kb=child.max_rss_kb,
+            returncode=child.returncode,
+            cpu_seconds=child.cpu_seconds,
+            rows=checked,
+        )
+    )
+    report.notes.append(f"The undo restored {restored:,} customers (rows/s: customers checked).")
+    log(f"  {child.wall:.1f} s")
 
 
 def run_export(args, env, report) -> None:

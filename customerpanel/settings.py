@@ -193,6 +193,9 @@ IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=10_000)
 IMPORT_MAX_ROW_BYTES = env.int("IMPORT_MAX_ROW_BYTES", default=1024 * 1024)
 # A running import whose heartbeat is older than this is taken over by a worker.
 IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)
+# What undoing an import needs is kept this many days after it finished, then deleted
+# by the worker (or `undo_import --purge-expired`); the import can then not be undone.
+IMPORT_UNDO_KEEP_DAYS = env.int("IMPORT_UNDO_KEEP_DAYS", default=30)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

@@ -184,6 +184,9 @@ class Customer(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The import that inserted the row (a plain id: customers never depend on imports), so
+    # that undoing it finds what it created without a list of ids per import.
+    created_by_import = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = CustomerQuerySet.as_manager()
 

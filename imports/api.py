@@ -6,6 +6,10 @@
     POST /api/v1/imports/{id}/cancel/     queued or running -> cancelled
     POST /api/v1/imports/{id}/resume/     failed or cancelled -> queued, from its checkpoint
     GET  /api/v1/imports/{id}/errors.csv  the rejected rows (also at .../errors/)
+    POST /api/v1/imports/{id}/undo/         queue its undo (or resume a cancelled one); `undo`
+                                          in the snapshot shows its progress
+    POST /api/v1/imports/{id}/undo/cancel/  stop the undo after its batch in flight
+    GET  /api/v1/imports/{id}/undo/kept.csv customers the undo left alone, with the reason
 
 Imports are never edited or deleted through the API: the status only moves
 through the services (and the worker).
@@ -36,10 +40,11 @@ from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
 
 from . import services
-from .models import ImportState
+from .models import ImportState, ImportUndo
 from .outcomes import COUNTER_FIELDS, OUTCOME_LABELS
+from .undo import undo_blocker, undo_cancel, undo_request
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
-from .views import error_report_response
+from .views import error_report_response, undo_kept_response
 
 OVERWRITE_MANUAL_HELP = (
     "Import over customers edited by hand (and clear their manual-edit stamp). "
@@ -55,6 +60,48 @@ class RecentRowSerializer(serializers.Serializer):
     company = serializers.CharField()
     country = serializers.CharField()
     outcome = serializers.CharField(help_text=", ".join(OUTCOME_LABELS))
+
+
+class UndoSerializer(serializers.ModelSerializer):
+    percent = serializers.FloatField(help_text="Share of the rows to check done, 0 to 100.")
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    cancelled_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    kept_url = serializers.SerializerMethodField(
+        help_text="The customers left alone because they changed since the import (CSV)."
+    )
+
+    class Meta:
+        model = ImportUndo
+        fields = [
+            "status",
+            "percent",
+            "rows_to_restore",
+            "rows_to_delete",
+            "rows_checked",
+            "rows_restored",
+            "rows_deleted",
+            "rows_kept",
+            "kept_url",
+            "requested_at",
+            "requested_by",
+            "started_at",
+            "finished_at",
+            "cancelled_by",
+            "error",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_kept_url(self, job: ImportUndo) -> str:
+        return reverse(
+            "import-undo-kept",
+            kwargs={"pk": job.import_state_id, "format": "csv"},
+            request=self.context.get("request"),
+        )
 
 
 class ImportStateSerializer(serializers.ModelSerializer):
@@ -94,6 +141,10 @@ class ImportStateSerializer(serializers.ModelSerializer):
     recent_rows = RecentRowSerializer(
         many=True, help_text="The last rows written, newest first (partial while running)."
     )
+    undo = serializers.SerializerMethodField(help_text="Its undo, if one was asked for.")
+    undo_blocked = serializers.SerializerMethodField(
+        help_text="Why it cannot be undone now (empty if POST .../undo/ can)."
+    )
 
     class Meta:
         model = ImportState
@@ -130,8 +181,18 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "cancelled_by",
             "resumed_by",
             "resumed_at",
+            "undo",
+            "undo_blocked",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(UndoSerializer(allow_null=True))
+    def get_undo(self, state: ImportState) -> dict | None:
+        job = getattr(state, "undo", None)
+        return UndoSerializer(job, context=self.context).data if job else None
+
+    def get_undo_blocked(self, state: ImportState) -> str:
+        return undo_blocker(state)
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_errors_url(self, state: ImportState) -> str:
@@ -166,7 +227,9 @@ RefusalSerializer = inline_serializer(
 class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
     """CSV imports, newest first. Start one, follow its progress, cancel or resume it."""
 
-    queryset = ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by")
+    queryset = ImportState.objects.select_related(
+        "created_by", "cancelled_by", "resumed_by", "undo"
+    )
     serializer_class = ImportStateSerializer
     filterset_fields = ["status"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
@@ -176,6 +239,9 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         "cancel": ["imports.cancel_import"],
         "resume": ["imports.resume_import"],
         "errors": ["imports.view_importstate", "imports.download_error_report"],
+        "undo": ["imports.undo_import"],
+        "undo_cancel": ["imports.undo_import"],
+        "undo_kept": ["imports.view_importstate"],
     }
 
     def initialize_request(self, request, *args, **kwargs):
@@ -275,3 +341,59 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
     )
     def errors(self, request, pk=None, format=None):
         return error_report_response(self.get_object())
+
+    @extend_schema(
+        summary="Undo an import",
+        description=(
+            "Queues the undo of a completed, failed or cancelled import (or resumes its "
+            "cancelled undo): the import worker deletes the customers it created and gives "
+            "the ones it updated their values back. Customers changed since are left as "
+            "they are and listed (`undo.kept_url`). Poll the import for `undo.status`. 409 "
+            "when it is running, already undone, or its undo data has expired."
+        ),
+        request=None,
+        responses={202: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def undo(self, request, pk=None):
+        state = self.get_object()
+        undo_request(state, by=request.user)
+        state = self.get_queryset().get(pk=state.pk)
+        return Response(self.get_serializer(state).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Cancel an undo",
+        description="It stops after its batch in flight; POST .../undo/ resumes it.",
+        request=None,
+        responses={200: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="undo/cancel")
+    def undo_cancel(self, request, pk=None):
+        state = self.get_object()
+        job = getattr(state, "undo", None)
+        if job is None:
+            raise ApplicationError(f"Import #{state.pk} has no undo to cancel.", code="conflict")
+        undo_cancel(job, by=request.user)
+        state = self.get_queryset().get(pk=state.pk)
+        return Response(self.get_serializer(state).data)
+
+    @extend_schema(
+        summary="Customers an undo left alone",
+        description="CSV (customer id, reason): customers changed since the import.",
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="undo/kept",
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=IgnoreClientContentNegotiation,
+        pagination_class=None,
+        filter_backends=[],
+    )
+    def undo_kept(self, request, pk=None, format=None):
+        state = self.get_object()
+        job = getattr(state, "undo", None)
+        if job is None:
+            raise ApplicationError(f"Import #{state.pk} was not undone.", code="conflict")
+        return undo_kept_response(job)

@@ -27,14 +27,24 @@ from __future__ import annotations
 import os
 import socket
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customerpanel.errors import ApplicationError
 
-from .models import ACTIVE_STATUSES, RESUMABLE_STATUSES, FailureKind, ImportState, ImportStatus
+from .models import (
+    ACTIVE_STATUSES,
+    RESUMABLE_STATUSES,
+    FailureKind,
+    ImportState,
+    ImportStatus,
+    ImportUndo,
+)
+
+# Any number; PostgreSQL advisory locks are keyed by it.
+CLAIMS_LOCK = 0x1A2B_0001
 
 
 class LeaseLost(Exception):
@@ -111,10 +121,17 @@ def requeue(state: ImportState, *, by=None) -> ImportState:
             f"again: {state.error} Fix the file, then import it again.",
             code="conflict",
         )
+    if state.undo_requested_at is not None:
+        raise ApplicationError(
+            f"Import #{state.pk} is undone (or being undone): it cannot be resumed.",
+            code="conflict",
+        )
     try:
         with transaction.atomic():
             changed = (
-                ImportState.objects.filter(pk=state.pk, status__in=RESUMABLE_STATUSES)
+                ImportState.objects.filter(
+                    pk=state.pk, status__in=RESUMABLE_STATUSES, undo_requested_at__isnull=True
+                )
                 .exclude(status=ImportStatus.FAILED, error_kind=FailureKind.FILE)
                 .update(
                     status=ImportStatus.QUEUED,
@@ -140,6 +157,17 @@ def requeue(state: ImportState, *, by=None) -> ImportState:
 
 
 # --- Claim and take over ----------------------------------------------------------------
+def claims_lock() -> None:
+    """Serialise claims of imports and of undos (imports.undo): one of them runs at a time.
+
+    Held until the transaction ends. SQLite needs none: its IMMEDIATE
+    transactions already take the database's write lock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIMS_LOCK])
+
+
 def _start(state: ImportState, worker: str, *, from_statuses) -> tuple[ImportState, int] | None:
     """Start a run of `state` (as read, lease included) for `worker`; None if we lost a race."""
     now = timezone.now()
@@ -171,6 +199,9 @@ def _start(state: ImportState, worker: str, *, from_statuses) -> tuple[ImportSta
 def claim_next(worker: str) -> tuple[ImportState, int] | None:
     """The import this worker should run now, FIFO; a dead worker's import is taken over first."""
     with transaction.atomic():
+        claims_lock()
+        if ImportUndo.objects.running().exists():  # an undo first (its worker takes it over)
+            return None
         running = ImportState.objects.select_for_update().running().first()
         if running is not None:
             if running.worker != worker and holder_alive(running):
@@ -185,6 +216,13 @@ def claim_next(worker: str) -> tuple[ImportState, int] | None:
 def claim(state: ImportState, worker: str) -> tuple[ImportState, int]:
     """Claim one given import now (the foreground command), if nothing else is running."""
     with transaction.atomic():
+        claims_lock()
+        undo = ImportUndo.objects.running().first()
+        if undo is not None:
+            raise ApplicationError(
+                f"Import #{undo.import_state_id} is being undone; try again when that is done.",
+                code="conflict",
+            )
         running = ImportState.objects.select_for_update().running().first()
         if running is not None and running.worker != worker and holder_alive(running):
             where = "this import" if running.pk == state.pk else f"import #{running.pk}"

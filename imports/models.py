@@ -177,6 +177,10 @@ class ImportState(models.Model):
         related_name="+",
     )
     resumed_at = models.DateTimeField(null=True, blank=True)
+    # Undo (imports.undo): once asked for, the import is never resumed; once its undo
+    # data is deleted (IMPORT_UNDO_KEEP_DAYS), it can no longer be undone.
+    undo_requested_at = models.DateTimeField(null=True, blank=True)
+    undo_purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = ImportStateQuerySet.as_manager()
 
@@ -189,6 +193,7 @@ class ImportState(models.Model):
             ("cancel_import", "Can cancel imports"),
             ("resume_import", "Can resume imports"),
             ("download_error_report", "Can download error reports"),
+            ("undo_import", "Can undo imports"),
         ]
         indexes = [models.Index(fields=["status", "id"], name="import_status_id")]
         constraints = [
@@ -226,6 +231,8 @@ class ImportState(models.Model):
     @property
     def is_resumable(self) -> bool:
         """Cancelled, or failed for a reason a resume can get past (not the file's content)."""
+        if self.undo_requested_at is not None:
+            return False  # being undone or undone: resuming would write over the undo
         if self.status == ImportStatus.FAILED:
             return self.error_kind != FailureKind.FILE
         return self.status in RESUMABLE_STATUSES
@@ -364,3 +371,159 @@ class CustomerStamp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} (import #{self.import_id})"
+
+
+# --- Undo (see imports.undo) ----------------------------------------------------------------
+class UndoStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class UndoPhase(models.TextChoices):
+    RESTORE = "restore", "Restoring updated customers"
+    DELETE = "delete", "Deleting created customers"
+
+
+UNDO_ACTIVE_STATUSES = (UndoStatus.QUEUED, UndoStatus.RUNNING)
+UNDO_RESUMABLE_STATUSES = (UndoStatus.FAILED, UndoStatus.CANCELLED)
+
+
+class ImportUndoQuerySet(models.QuerySet):
+    def running(self) -> ImportUndoQuerySet:
+        return self.filter(status=UndoStatus.RUNNING)
+
+    def active(self) -> ImportUndoQuerySet:
+        return self.filter(status__in=UNDO_ACTIVE_STATUSES)
+
+
+class ImportUndo(models.Model):
+    """The undo of one import: a background job with a checkpoint, like the import itself.
+
+    Two phases, each walked by customer primary key: restore the customers the
+    import updated (from ImportUndoRow), then delete the ones it created
+    (Customer.created_by_import). `cursor` is the last primary key done in the
+    phase; it is written with each batch, in the batch's transaction.
+    """
+
+    import_state = models.OneToOneField(ImportState, on_delete=models.CASCADE, related_name="undo")
+    status = models.CharField(max_length=16, choices=UndoStatus.choices, default=UndoStatus.QUEUED)
+    batch_size = models.PositiveIntegerField(default=10_000)
+    # Planned by the first run: how many rows each phase walks, and where created ones lie.
+    planned = models.BooleanField(default=False)
+    rows_to_restore = models.BigIntegerField(default=0)
+    rows_to_delete = models.BigIntegerField(default=0)
+    created_id_min = models.BigIntegerField(null=True, blank=True)
+    created_id_max = models.BigIntegerField(null=True, blank=True)
+    # Checkpoint and counters.
+    phase = models.CharField(max_length=8, choices=UndoPhase.choices, default=UndoPhase.RESTORE)
+    cursor = models.BigIntegerField(default=0)
+    rows_checked = models.BigIntegerField(default=0)
+    rows_restored = models.BigIntegerField(default=0)
+    rows_deleted = models.BigIntegerField(default=0)
+    rows_kept = models.BigIntegerField(
+        default=0, help_text="Changed since the import: left as they are."
+    )
+
+    requested_at = models.DateTimeField(auto_now_add=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    lease = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = ImportUndoQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # One undo runs at a time (and never beside an import: see imports.undo).
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="running"), name="one_running_undo"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Undo of import #{self.import_state_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in UNDO_ACTIVE_STATUSES
+
+    @property
+    def is_resumable(self) -> bool:
+        return self.status in UNDO_RESUMABLE_STATUSES
+
+    @property
+    def rows_total(self) -> int:
+        return self.rows_to_restore + self.rows_to_delete
+
+    @property
+    def percent(self) -> float:
+        if self.status == UndoStatus.COMPLETED:
+            return 100.0
+        if not self.planned or not self.rows_total:
+            return 0.0
+        return min(100.0, 100.0 * self.rows_checked / self.rows_total)
+
+    def is_stale(self, now=None) -> bool:
+        limit = timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
+        return self.heartbeat_at is None or (now or timezone.now()) - self.heartbeat_at > limit
+
+
+class ImportUndoRow(models.Model):
+    """A customer an import updated, with its values before (only changed rows have one).
+
+    `before` holds the imported columns in IMPORTED_FIELDS order, then
+    manually_edited_at, manually_edited_by_id and updated_at; `after_updated_at`
+    is the stamp the import left: a customer whose updated_at differs was
+    changed since, and is left alone. Plain ids, no foreign keys: deleting an
+    import must not cascade over millions of rows (the worker purges them).
+    """
+
+    import_id = models.BigIntegerField()
+    customer_pk = models.BigIntegerField()
+    before = models.JSONField()
+    after_updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the undo's keyset index; a later batch of the same import keeps the first before.
+            models.UniqueConstraint(fields=["import_id", "customer_pk"], name="undo_row_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"import #{self.import_id} customer {self.customer_pk}"
+
+
+class KeptReason(models.TextChoices):
+    EDITED = "edited", "Edited by hand since the import"
+    CHANGED = "changed", "Changed since the import (a later import or edit)"
+    DELETED = "deleted", "Deleted since the import"
+
+
+class UndoKept(models.Model):
+    """A customer the undo left as it is, because it changed since the import."""
+
+    undo = models.ForeignKey(ImportUndo, on_delete=models.CASCADE, related_name="kept")
+    customer_pk = models.BigIntegerField()
+    customer_id = models.CharField(max_length=64)
+    reason = models.CharField(max_length=16, choices=KeptReason.choices)
+
+    class Meta:
+        ordering = ["undo", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.get_reason_display()}"

@@ -31,6 +31,7 @@ _IMPORT = [
     "imports.cancel_import",
     "imports.resume_import",
     "imports.download_error_report",
+    "imports.undo_import",
 ]
 _ADMINISTER = [
     "imports.delete_importstate",

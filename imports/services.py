@@ -28,7 +28,7 @@ from customerpanel.errors import ApplicationError
 from . import leases
 from .columns import LABELS
 from .files import check_import_file, fingerprint
-from .models import ImportState
+from .models import ImportState, ImportUndoRow
 from .reader import FatalImportError, sniff
 
 # The imports' name for the project's one application error (see customerpanel.errors).
@@ -268,6 +268,7 @@ def import_delete(state: ImportState) -> None:
     if state.is_active:
         raise ImportRefused("Cancel the import before deleting it.")
     upload = Path(state.source_path) if state.uploaded else None
+    ImportUndoRow.objects.filter(import_id=state.pk).delete()  # plain ids: no cascade
     state.delete()
     if upload is not None and not ImportState.objects.filter(source_path=str(upload)).exists():
         upload.unlink(missing_ok=True)  # files in IMPORT_DIR are the operator's, never removed

@@ -13,4 +13,8 @@ urlpatterns = [
     path("<int:pk>/resume/", views.import_resume, name="resume"),
     path("<int:pk>/again/", views.import_again, name="again"),
     path("<int:pk>/errors.csv", views.import_errors_csv, name="errors"),
+    path("<int:pk>/undo/", views.import_undo, name="undo"),
+    path("<int:pk>/undo/progress/", views.import_undo_progress, name="undo_progress"),
+    path("<int:pk>/undo/cancel/", views.import_undo_cancel, name="undo_cancel"),
+    path("<int:pk>/undo/kept.csv", views.import_undo_kept_csv, name="undo_kept"),
 ]

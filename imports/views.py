@@ -22,16 +22,16 @@ from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap
 
 from customerpanel.csvfiles import csv_download
 from customers.models import Customer
 
-from . import services
+from . import services, undo
 from .forms import ImportFolderForm, ImportUploadForm
-from .models import ImportState, ImportStatus
+from .models import ImportState, ImportStatus, ImportUndo
 from .outcomes import COUNTER_FIELDS, COUNTERS, OUTCOME_LABELS
 from .uploads import (
     human_size,
@@ -183,7 +183,8 @@ def _started(request: HttpRequest, state: ImportState) -> HttpResponse:
 @permission_required("imports.view_importstate", raise_exception=True)
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
     state = get_object_or_404(
-        ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by"), pk=pk
+        ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by", "undo"),
+        pk=pk,
     )
     said, announcement = _announcement(state)
     # What the page shows, carried by the next poll: the answer re-sends the buttons, the
@@ -201,6 +202,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "elapsed": _duration(state.elapsed_seconds),
         "eta": _duration(state.eta_seconds),
         "shown": urlencode(shown),
+        **_undo_context(state),
     }
     template = "imports/import_detail.html"
     if not _wants_fragment(request):
@@ -334,3 +336,70 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 def error_report_response(state: ImportState) -> StreamingHttpResponse:
     """The rejected rows as a CSV download, streamed (formula cells neutralised)."""
     return csv_download(services.error_report_lines(state), f"import-{state.pk}-errors.csv")
+
+
+# --- Undo (imports.undo) ---------------------------------------------------------------------
+KEPT_SHOWN = 20
+
+
+def _undo_context(state: ImportState) -> dict:
+    job = getattr(state, "undo", None)
+    return {
+        "undo": job,
+        "undoable": job is None and state.status in undo.UNDOABLE_STATUSES,
+        "undo_blocker": state.undo_purged_at and undo.undo_blocker(state),
+        "undo_kept": list(job.kept.all()[:KEPT_SHOWN]) if job and job.rows_kept else [],
+    }
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required("imports.view_importstate", raise_exception=True)
+def import_undo_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The undo part of the import page; polled every second while the undo is active."""
+    state = get_object_or_404(ImportState.objects.select_related("undo"), pk=pk)
+    if not _wants_fragment(request):
+        return redirect("imports:detail", pk=pk)
+    context = {"state": state, **_undo_context(state)}
+    return render(request, "imports/import_detail.html#undo", context)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("imports.undo_import", raise_exception=True)
+def import_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: what the undo will do, to confirm; POST: queue it (or resume it)."""
+    state = get_object_or_404(ImportState.objects.select_related("undo"), pk=pk)
+    if request.method == "GET":
+        context = {"state": state, "blocker": undo.undo_blocker(state)}
+        return render(request, "imports/import_undo.html", context)
+    try:
+        undo.undo_request(state, by=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Undo of import #{state.pk} queued; it runs in the background.")
+    return redirect("imports:detail", pk=state.pk)
+
+
+@require_POST
+@permission_required("imports.undo_import", raise_exception=True)
+def import_undo_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(ImportUndo, import_state_id=pk)
+    try:
+        undo.undo_cancel(job, by=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Undo of import #{pk} cancelled; resume it to continue.")
+    return redirect("imports:detail", pk=pk)
+
+
+@require_GET
+@permission_required("imports.view_importstate", raise_exception=True)
+def import_undo_kept_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    return undo_kept_response(get_object_or_404(ImportUndo, import_state_id=pk))
+
+
+def undo_kept_response(job: ImportUndo) -> StreamingHttpResponse:
+    """The customers an undo left alone, with the reason, as a CSV download."""
+    return csv_download(undo.undo_kept_lines(job), f"import-{job.import_state_id}-undo-kept.csv")

@@ -22,10 +22,18 @@ one, and "unchanged" compares the file's columns only. Both stamp every id they
 see with the import's id (models.CustomerStamp, one statement per batch): an id
 already stamped by this import repeats an earlier row of the file, which counts
 "duplicates in file" exactly across batches and resumes without a set in memory.
+
+For undo (imports.undo), both keep only what changed: new rows carry the
+import's id (`created_by_import`, set by the insert itself), and each updated
+row's values before the update go to ImportUndoRow with the updated_at stamp
+the import left. On PostgreSQL that is the same statement as the upsert: a
+data-modifying CTE reads the old row from the statement's snapshot (every part
+of a WITH sees the table as it was before the statement), for updated rows only.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,7 +52,10 @@ from .validation import CleanRecord
 
 TABLE = "customers_customer"
 STAMPS = "imports_customerstamp"
+UNDO_ROWS = "imports_importundorow"
 COLUMNS = ", ".join(IMPORTED_FIELDS)
+# What an undo row's `before` holds after the imported columns, in this order.
+UNDO_EXTRA = ("manually_edited_at", "manually_edited_by_id", "updated_at")
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -126,6 +137,25 @@ class PostgresWriter:
             f"WHERE {guard} "
             "RETURNING c.customer_id, (c.xmax = 0) AS inserted"
         )
+        if import_id is not None:
+            # The same upsert, marking new rows and keeping updated rows' old values for undo:
+            # `o` is read from the statement's snapshot, i.e. before `up` changed the row.
+            before = ", ".join(f"o.{f}" for f in (*IMPORTED_FIELDS, *UNDO_EXTRA))
+            self.upsert_sql = (
+                "WITH up AS ("
+                f"INSERT INTO {TABLE} AS c ({COLUMNS}, created_at, updated_at, created_by_import) "
+                f"SELECT {COLUMNS}, now(), now(), {int(import_id)} FROM {self.STAGING} "
+                f"ON CONFLICT (customer_id) DO UPDATE SET {updates}, "
+                f"updated_at = EXCLUDED.updated_at WHERE {guard} "
+                "RETURNING c.id, c.customer_id, (c.xmax = 0) AS inserted, c.updated_at"
+                f"), kept AS (INSERT INTO {UNDO_ROWS} AS u "
+                "(import_id, customer_pk, before, after_updated_at) "
+                f"SELECT {int(import_id)}, up.id, jsonb_build_array({before}), up.updated_at "
+                f"FROM up JOIN {TABLE} o ON o.id = up.id WHERE NOT up.inserted "
+                "ON CONFLICT (import_id, customer_pk) "
+                "DO UPDATE SET after_updated_at = EXCLUDED.after_updated_at) "
+                "SELECT customer_id, inserted FROM up"
+            )
         self.manual_sql = (
             f"SELECT customer_id FROM {TABLE} "
             "WHERE customer_id = ANY(%s) AND manually_edited_at IS NOT NULL"
@@ -216,12 +246,12 @@ class PostgresWriter:
 
 
 def decide(
-    current: tuple[bool, tuple] | None, values: tuple, positions: list[int], overwrite_manual: bool
+    current: tuple | None, values: tuple, positions: list[int], overwrite_manual: bool
 ) -> str:
-    """The outcome of writing `values` over `current` (hand-edited?, its values), or None."""
+    """The outcome of writing `values` over `current` (hand-edited?, its values, …), or None."""
     if current is None:
         return CREATED.name
-    manual, stored = current
+    manual, stored = current[0], current[1]
     if manual and not overwrite_manual:
         return SKIPPED_MANUAL.name
     if not manual and all(stored[i] == values[i] for i in positions):
@@ -255,8 +285,15 @@ class SqliteWriter:
         # statement made FTS5 flush a tiny segment per row (about 2x slower).
         self.stage_sql = f"INSERT INTO temp.{self.STAGING} VALUES ({placeholders})"
         self.insert_sql = (
-            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at) "
-            f"SELECT * FROM temp.{self.STAGING} ORDER BY rowid"
+            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at, created_by_import) "
+            f"SELECT *, {'NULL' if import_id is None else int(import_id)} "
+            f"FROM temp.{self.STAGING} ORDER BY rowid"
+        )
+        # Before-values for undo; a later update of the same row by this import keeps the first.
+        self.undo_sql = (
+            f"INSERT INTO {UNDO_ROWS} (import_id, customer_pk, before, after_updated_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (import_id, customer_pk) "
+            "DO UPDATE SET after_updated_at = excluded.after_updated_at"
         )
         sets = ", ".join(f"{f} = %s" for f in data_fields)
         self.update_sql = (
@@ -271,19 +308,22 @@ class SqliteWriter:
             "WHERE import_id <> excluded.import_id"
         )
 
-    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, tuple]]:
-        found: dict[str, tuple[bool, tuple]] = {}
+    def _existing(self, cursor, ids: list[str]) -> dict[str, tuple[bool, tuple, tuple]]:
+        """Each id's (hand-edited, imported values, (pk, *UNDO_EXTRA) for undo)."""
+        found: dict[str, tuple[bool, tuple, tuple]] = {}
+        extra = ", ".join(("id", *UNDO_EXTRA))
         for start in range(0, len(ids), self.CHUNK):
             chunk = ids[start : start + self.CHUNK]
             cursor.execute(
-                f"SELECT manually_edited_at IS NOT NULL, {COLUMNS} FROM {TABLE} "
+                f"SELECT manually_edited_at IS NOT NULL, {COLUMNS}, {extra} FROM {TABLE} "
                 f"WHERE customer_id IN ({', '.join(['%s'] * len(chunk))})",
                 chunk,
             )
+            width = len(IMPORTED_FIELDS)
             for manual, *values in cursor.fetchall():
                 if isinstance(values[9], date):
                     values[9] = values[9].isoformat()
-                found[values[0]] = (bool(manual), tuple(values))
+                found[values[0]] = (bool(manual), tuple(values[:width]), tuple(values[width:]))
         return found
 
     def after_commit(self) -> None:
@@ -298,16 +338,21 @@ class SqliteWriter:
             return result
         now = timezone.now()
         positions = self.data_positions
-        inserts, updates = [], []
+        inserts, updates, undo_rows = [], [], []
         with self.connection.cursor() as cursor:
             existing = self._existing(cursor, [r.customer_id for r in records])
             for record in records:
                 cid, values = record.customer_id, record.values
-                outcome = decide(existing.get(cid), values, positions, self.overwrite_manual)
+                current = existing.get(cid)
+                outcome = decide(current, values, positions, self.overwrite_manual)
                 if outcome == CREATED.name:
                     inserts.append((*values, now, now))
                 elif outcome == UPDATED.name:
                     updates.append((*(values[i] for i in positions), now, cid))
+                    if self.import_id is not None:
+                        pk, *extra = current[2]
+                        before = json.dumps([*current[1], *extra], default=_json_default)
+                        undo_rows.append((self.import_id, pk, before, now))
                 result.counts[outcome] += 1
                 if cid in want:
                     result.outcome[cid] = outcome
@@ -327,7 +372,15 @@ class SqliteWriter:
             crashpoint("mid_copy")
             if updates:
                 cursor.executemany(self.update_sql, updates)
+            if undo_rows:
+                cursor.executemany(self.undo_sql, undo_rows)
         return result
+
+
+def _json_default(value):
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {value!r}")
 
 
 def writer_for(

@@ -38,13 +38,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
-from imports import leases, mappings, services
+from imports import leases, mappings, services, undo
 from imports.columns import HeaderError
 from imports.engine import LeaseLost, run_import
-from imports.models import FailureKind, ImportState, ImportStatus
+from imports.management.commands.undo_import import summary as undo_summary
+from imports.models import FailureKind, ImportState, ImportStatus, ImportUndo, UndoStatus
 from imports.reader import FatalImportError
 
 RETRY_FOR_SECONDS = 120
+PURGE_EVERY_SECONDS = 3600
 
 
 class StopNow(BaseException):
@@ -279,6 +281,7 @@ class Command(BaseCommand):
 
     # --- worker ---------------------------------------------------------------------------
     def run_worker(self, *, poll: float, once: bool):
+        self.purge_at = 0.0
         if self.verbosity:
             self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
         while not self.stop.is_set():
@@ -291,13 +294,54 @@ class Command(BaseCommand):
                 self.stop.wait(poll)
                 continue
             if claimed is None:
-                if once and not ImportState.objects.active().exists():
+                # The same worker runs undos (imports.undo), one job at a time either way.
+                undo_claimed = self._next_undo()
+                if undo_claimed is not None:
+                    self._undo_on(*undo_claimed)
+                    continue
+                if (
+                    once
+                    and not ImportState.objects.active().exists()
+                    and not ImportUndo.objects.active().exists()
+                ):
                     break
                 self.stop.wait(poll)
                 continue
             self._work_on(*claimed)
         if self.verbosity:
             self.stdout.write("Import worker stopped.")
+
+    def _next_undo(self):
+        try:
+            if time.monotonic() >= self.purge_at:  # expired undo data, now and then
+                self.purge_at = time.monotonic() + PURGE_EVERY_SECONDS
+                undo.undo_purge_expired()
+            return undo.undo_claim_next(self.worker)
+        except DatabaseError as exc:
+            self.stderr.write(f"Database error, retrying: {str(exc).splitlines()[0]}")
+            self._reconnect()
+            return None
+
+    def _undo_on(self, job: ImportUndo, lease: int):
+        if self.verbosity:
+            self.stdout.write(f"Undoing import #{job.import_state_id} from {job.percent:.1f}%.")
+        try:
+            job = undo.run_undo(job, lease, should_stop=self.stop.is_set)
+        except undo.UndoLeaseLost as exc:
+            self.stdout.write(f"Stopped: {exc}.")
+            return
+        except DatabaseError as exc:
+            self.stderr.write(f"Database error during an undo: {str(exc).splitlines()[0]}")
+            self._reconnect()
+            return
+        except Exception as exc:  # noqa: BLE001 - one broken undo must not stop the worker
+            self.stderr.write(f"Undo of import #{job.import_state_id} failed: {exc!r}")
+            undo.undo_fail(job, lease, f"Internal error: {type(exc).__name__}: {exc}")
+            return
+        if job.status == UndoStatus.RUNNING:  # SIGTERM: back to the queue
+            undo.undo_release(job, lease, status=UndoStatus.QUEUED)
+        elif self.verbosity:
+            self.stdout.write(undo_summary(job))
 
     def _work_on(self, state: ImportState, lease: int):
         if self.verbosity:
