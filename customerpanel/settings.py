@@ -193,6 +193,9 @@ IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=10_000)
 IMPORT_MAX_ROW_BYTES = env.int("IMPORT_MAX_ROW_BYTES", default=1024 * 1024)
 # A running import whose heartbeat is older than this is taken over by a worker.
 IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)
+# PostgreSQL: an import that will add at least this many rows, and at least as many as
+# the table holds, drops the secondary indexes, loads, then builds them again.
+IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default=100_000)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
