@@ -78,7 +78,6 @@ def read_chunks(
     offset: int,
     line: int,
     batch_size: int,
-    prepare_line: Callable[[tuple], str] | None = None,
 ) -> Iterator[Chunk]:
     clean: list[CleanRecord] = []
     rejected: list[Rejection] = []
@@ -88,8 +87,6 @@ def read_chunks(
         for item in source.records(offset, line):
             checked = validator(item)
             if isinstance(checked, CleanRecord):
-                if prepare_line is not None:
-                    checked.copy_line = prepare_line(checked.values)
                 clean.append(checked)
             else:
                 rejected.append(checked)
@@ -309,7 +306,6 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
                 state.bytes_processed,
                 state.lines_processed,
                 state.batch_size,
-                writer.prepare_line,
             )
             since = (state.bytes_processed, state.rows_processed)
             for chunk in prefetch(chunks, stop_reading):
