@@ -6,7 +6,8 @@
     .venv/bin/python bench/run.py --quick --embedded   # on the embedded PostgreSQL 18
 
 Steps: generate (or reuse) the reference files in bench/data/; recreate the PostgreSQL
-database `customerpanel_bench`; time `psql \\copy` of the file (the floor); time
+database `customerpanel_bench`; time `psql \\copy` of the file (the floor, and the raw
+floor: an all-text table without indexes); time
 `manage.py run_import` for a first import, an unchanged re-import and a 10 %-changed
 re-import over 1 % hand-edited customers; `manage.py export_customers` of the whole
 table (time and peak RSS); `manage.py undo_import` of the 10 %-changed re-import; a
@@ -155,6 +156,10 @@ def run_imports(args, files, env, report) -> None:
     report.imports.append(floor)
     report.floor = floor
     log(f"  {floor.wall:.1f} s")
+    log("Raw floor: psql \\copy into an all-text table without indexes ...")
+    report.raw_floor = ib.copy_floor(url, files["base"], args.psql, raw=True)
+    report.imports.append(report.raw_floor)
+    log(f"  {report.raw_floor.wall:.1f} s")
 
     steps = [
         ("first import", files["base"]),
@@ -392,6 +397,7 @@ class Report:
         self.started = datetime.now(UTC)
         self.files: dict[str, Path] = {}
         self.floor: ib.Measured | None = None
+        self.raw_floor: ib.Measured | None = None
         self.imports: list[ib.Measured] = []
         self.exports: list[ib.Measured] = []
         self.web_idle: dict[str, wb.Stats] = {}
@@ -420,7 +426,7 @@ class Report:
                 f"{unchanged.wall:.1f} s vs {first.wall:.1f} s",
                 unchanged.wall < first.wall,
             )
-        importers = [m for m in self.imports if m is not self.floor]
+        importers = [m for m in self.imports if m is not self.floor and m is not self.raw_floor]
         if importers:
             worst = max(importers, key=lambda m: m.max_rss_kb)
             add(

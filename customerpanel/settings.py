@@ -196,6 +196,9 @@ IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)
 # What undoing an import needs is kept this many days after it finished, then deleted
 # by the worker (or `undo_import --purge-expired`); the import can then not be undone.
 IMPORT_UNDO_KEEP_DAYS = env.int("IMPORT_UNDO_KEEP_DAYS", default=30)
+# PostgreSQL: an import that will add at least this many rows, and at least as many as
+# the table holds, drops the secondary indexes, loads, then builds them again.
+IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default=100_000)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

@@ -11,6 +11,16 @@ def _repair_search_index(sender, using: str, **kwargs) -> None:
     from .search_index import repair_search_index
 
     repair_search_index(connections[using])
+    _rebuild_deferred_indexes(connections[using])
+
+
+def _rebuild_deferred_indexes(connection) -> None:
+    # Indexes a crashed bulk load left dropped (PostgreSQL); none before migration 0006.
+    from .deferred_indexes import rebuild_deferred_indexes
+    from .models import DeferredIndex
+
+    if DeferredIndex._meta.db_table in connection.introspection.table_names():
+        rebuild_deferred_indexes(connection)
 
 
 class CustomersConfig(AppConfig):

@@ -39,6 +39,8 @@ CSV_HEADER: tuple[str, ...] = ("Index", *CSV_LABELS.values())
 # Fields a CSV import writes (in file order). A re-import compares exactly these.
 IMPORTED_FIELDS: tuple[str, ...] = tuple(CSV_LABELS)
 SEARCH_FIELDS = ("first_name", "last_name", "email", "company", "customer_id")
+# Search matches a word anywhere in these, and at the start of the customer id.
+CONTAINS_FIELDS = ("first_name", "last_name", "email", "company")
 MAX_SEARCH_WORDS = 8
 
 
@@ -53,24 +55,32 @@ def search_words(q: str) -> list[str]:
     return q.split()[:MAX_SEARCH_WORDS]
 
 
+def word_matches(word: str) -> Q:
+    """A search word: any part of a name, the company or the email, or the start of the id.
+
+    Ids are looked up whole or by their first characters; matching them anywhere
+    would cost a trigram index over random strings for matches nobody asks for.
+    """
+    return reduce(or_, (Q(**{f"{field}__icontains": word}) for field in CONTAINS_FIELDS)) | Q(
+        customer_id__istartswith=word
+    )
+
+
 class CustomerQuerySet(models.QuerySet):
     def search(self, q: str, *, narrow: bool = True) -> CustomerQuerySet:
-        """Every word must match (case-insensitive substring) the name, email, company or id.
+        """Every word must match (`word_matches`, case-insensitive) a name, email, company or id.
 
-        On PostgreSQL a trigram GIN index over UPPER(field) serves these `icontains`
-        lookups (migration 0002). On SQLite the FTS5 trigram index (search_index.py)
-        first narrows to the rows containing every word of 3+ characters; the same
-        `icontains` conditions then decide, so both give exactly the scan's results.
+        On PostgreSQL a trigram GIN index over UPPER(field) serves the `icontains`
+        lookups and a text_pattern_ops btree the id's prefix (migration 0006). On
+        SQLite the FTS5 trigram index (search_index.py) first narrows to the rows
+        containing every word of 3+ characters anywhere; the same conditions then
+        decide, so both give exactly the scan's results.
         `narrow=False` leaves the narrowing to the caller (a better one).
         """
         words = search_words(q)
         if not words:
             return self
-        per_word = [
-            reduce(or_, (Q(**{f"{field}__icontains": word}) for field in SEARCH_FIELDS))
-            for word in words
-        ]
-        qs = self.filter(reduce(and_, per_word))
+        qs = self.filter(reduce(and_, (word_matches(word) for word in words)))
         match = match_expression(words)
         if narrow and match is not None and search_index_ready(connections[self.db]):
             qs = qs.filter(id__in=rowids_matching(match))
@@ -163,7 +173,8 @@ class Customer(models.Model):
     country = models.CharField(max_length=100, blank=True)
     phone_1 = models.CharField("phone 1", max_length=50, blank=True)
     phone_2 = models.CharField("phone 2", max_length=50, blank=True)
-    email = models.EmailField(max_length=254, db_index=True)
+    # No index of its own: search (trigram, migration 0006) serves every email lookup.
+    email = models.EmailField(max_length=254)
     subscription_date = models.DateField(null=True, blank=True)
     website = models.CharField(max_length=255, blank=True)
     about = models.TextField("about customer", blank=True)
@@ -222,3 +233,20 @@ class Customer(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class DeferredIndex(models.Model):
+    """A secondary index of the customers table dropped for a bulk load, until rebuilt.
+
+    PostgreSQL only (customers/deferred_indexes.py). Recorded in the transaction
+    that drops the index, so a crash can never lose an index: whoever finds a
+    record rebuilds it from its definition.
+    """
+
+    name = models.CharField(max_length=63, unique=True)
+    definition = models.TextField()
+    deferred_by = models.CharField(max_length=100, blank=True)
+    deferred_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

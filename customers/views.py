@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,6 +20,7 @@ from django.views.decorators.vary import vary_on_headers
 from customerpanel.csvfiles import csv_download
 
 from . import services
+from .deferred_indexes import indexes_deferred
 from .forms import CustomerFilterForm, CustomerForm
 from .models import RANK_LABELS, Customer
 
@@ -70,6 +72,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         "first_page_query": urlencode(active),
         "next_page_query": urlencode(next_page),
         "rows_only": rows_only,
+        "index_building": not rows_only and indexes_deferred(connection),
     }
     template = "customers/customer_list.html"
     if rows_only:

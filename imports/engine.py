@@ -22,6 +22,10 @@ Design, and why:
   row stamps its Customer Id with the import's id (CustomerStamp), so a later
   row with the same id, in this batch or any other, before or after a resume,
   counts as a duplicate in file: the counter is exact and costs no memory.
+- On PostgreSQL a bulk load (the rest of the file will at least double the
+  table) drops the customers' secondary indexes after its first batch and
+  builds them again at its end, whatever the end: faster than keeping them up
+  to date row by row (customers/deferred_indexes.py, crash-safe).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from customers.deferred_indexes import defer_indexes, rebuild_deferred_indexes
 
 from . import leases
 from .compare import CompareWriter
@@ -72,7 +79,6 @@ def read_chunks(
     offset: int,
     line: int,
     batch_size: int,
-    prepare_line: Callable[[tuple], str] | None = None,
 ) -> Iterator[Chunk]:
     clean: list[CleanRecord] = []
     rejected: list[Rejection] = []
@@ -82,8 +88,6 @@ def read_chunks(
         for item in source.records(offset, line):
             checked = validator(item)
             if isinstance(checked, CleanRecord):
-                if prepare_line is not None:
-                    checked.copy_line = prepare_line(checked.values)
                 clean.append(checked)
             else:
                 rejected.append(checked)
@@ -214,6 +218,43 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
     batch_pause()
 
 
+# --- Indexes -----------------------------------------------------------------------
+def is_bulk_load(state: ImportState, since: tuple[int, int]) -> bool:
+    """After this run's first batch: will the rest of the file at least double the table?
+
+    `since` is (bytes, rows) processed when the run started. The rows left are
+    estimated from the bytes per row seen so far; the table is counted only up to
+    that many rows.
+    """
+    rows_read = state.rows_processed - since[1]
+    if connection.vendor != "postgresql" or rows_read <= 0:
+        return False
+    bytes_read = max(state.bytes_processed - since[0], 1)
+    rows_left = (state.file_size - state.bytes_processed) * rows_read // bytes_read
+    if rows_left < max(settings.IMPORT_DEFER_INDEXES_MIN_ROWS, 1):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM customers_customer LIMIT %s) AS t", [rows_left]
+        )
+        return cursor.fetchone()[0] < rows_left
+
+
+def choose_indexes(state: ImportState, since: tuple[int, int]) -> None:
+    """Defer the indexes for a bulk load; otherwise rebuild any a dead run left dropped."""
+    if is_bulk_load(state, since):
+        defer_indexes(connection, by=f"import #{state.pk}")
+    else:
+        rebuild_deferred_indexes(connection)
+
+
+def rebuild_indexes_after_run(state: ImportState) -> None:
+    try:
+        rebuild_deferred_indexes(connection)
+    except DatabaseError as exc:  # connection lost: the next run or worker rebuilds them
+        log.warning("import #%s: indexes not rebuilt yet: %s", state.pk, exc)
+
+
 # --- Running -----------------------------------------------------------------------
 def run_import(
     state: ImportState,
@@ -229,6 +270,14 @@ def run_import(
     caller then releases it). Raises LeaseLost when it is no longer ours, and
     database errors (lost connection) for the caller to retry.
     """
+    try:
+        return _run(state, lease, should_stop=should_stop, on_progress=on_progress)
+    finally:
+        # Cancelled, failed, stopped or completed: deferred indexes never outlive a run.
+        rebuild_indexes_after_run(state)
+
+
+def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportState:
     try:
         check_import_file(state)
         with open_source(state) as source:
@@ -259,10 +308,13 @@ def run_import(
                 state.bytes_processed,
                 state.lines_processed,
                 state.batch_size,
-                writer.prepare_line,
             )
+            since = (state.bytes_processed, state.rows_processed)
             for chunk in prefetch(chunks, stop_reading):
                 commit_chunk(state, lease, writer, chunk)
+                if since is not None:
+                    choose_indexes(state, since)
+                    since = None
                 on_progress(state)
                 if should_stop():
                     return state
@@ -272,6 +324,8 @@ def run_import(
         kind = FailureKind.TRANSIENT if isinstance(exc, FileMissing) else FailureKind.FILE
         leases.fail(state, lease, str(exc), kind=kind)
         return state
+    # Completed means searchable: the indexes are built before the import says so.
+    rebuild_deferred_indexes(connection)
     leases.complete(state, lease)
     on_progress(state)
     return state

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.text import get_valid_filename
 
 from customerpanel.csvfiles import spreadsheet_safe
 from customerpanel.errors import ApplicationError
+from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexes
 
 from . import leases
 from .columns import LABELS
@@ -37,6 +38,19 @@ ImportRefused = ApplicationError
 worker_identity = leases.worker_identity
 import_claim_next = leases.claim_next
 import_claim = leases.claim
+
+
+def import_rebuild_orphaned_indexes() -> list[str]:
+    """Build the indexes a dead import run left dropped (none while a live run loads).
+
+    A worker calls it at start and whenever it is idle; one query when none are missing.
+    """
+    if not indexes_deferred(connection):
+        return []
+    running = ImportState.objects.running().first()
+    if running is not None and leases.holder_alive(running):
+        return []  # it builds them at its end
+    return rebuild_deferred_indexes(connection)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ class CleanRecord:
     # In IMPORTED_FIELDS order, "" for a column the file lacks (the writers leave those
     # alone on existing customers); subscription_date is "YYYY-MM-DD" or None.
     values: tuple
-    copy_line: str | None = None  # the row pre-formatted for the writer, if it wants one
 
     @property
     def customer_id(self) -> str:

@@ -1,8 +1,9 @@
 """Search semantics and, on SQLite, the FTS5 index that serves them (customers/search_index.py).
 
-The reference is the plain LIKE scan search was before the index: every word an
-`icontains` of one searched field. Whatever the writer (import, page, API, admin),
-search must return exactly that set, and on SQLite the index must equal the table.
+The reference is a plain LIKE scan: every word an `icontains` of a name, the email
+or the company, or an `istartswith` of the customer id. Whatever the writer (import,
+page, API, admin), search must return exactly that set, and on SQLite the index must
+equal the table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from customers import services
-from customers.models import SEARCH_FIELDS, Customer
+from customers.models import CONTAINS_FIELDS, Customer
 from customers.search_index import (
     FTS_TABLE,
     TRIGGERS,
@@ -80,6 +81,8 @@ QUERIES = [
     "example.com ann",
     "CUST0000",
     "cust000003",
+    "000003",
+    "ust0",
     "leeds ltd anna",
     "NEAR(a b)",
     "AND OR NOT",
@@ -97,7 +100,8 @@ def reference(q: str) -> set[int]:
     if not words:
         return set(Customer.objects.values_list("pk", flat=True))
     per_word = [
-        reduce(or_, (Q(**{f"{field}__icontains": word}) for field in SEARCH_FIELDS))
+        reduce(or_, (Q(**{f"{field}__icontains": word}) for field in CONTAINS_FIELDS))
+        | Q(customer_id__istartswith=word)
         for word in words
     ]
     return set(Customer.objects.filter(reduce(and_, per_word)).values_list("pk", flat=True))
@@ -136,6 +140,13 @@ def test_search_equals_the_like_scan(people, q):
         with CaptureQueriesContext(connection) as queries:
             list(Customer.objects.search(q))
         assert FTS_TABLE in queries[-1]["sql"], "the index was not used"
+
+
+def test_customer_ids_match_whole_or_from_their_start(people):
+    third = Customer.objects.get(customer_id="CUST000003")
+    assert third.pk in searched("cust000003")
+    assert third.pk in searched("CUST00000")
+    assert third.pk not in searched("000003")
 
 
 def test_words_shorter_than_three_characters_scan(people):

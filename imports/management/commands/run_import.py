@@ -288,6 +288,8 @@ class Command(BaseCommand):
             try:
                 close_old_connections()
                 claimed = services.import_claim_next(self.worker)
+                if claimed is None:
+                    services.import_rebuild_orphaned_indexes()
             except DatabaseError as exc:
                 self.stderr.write(f"Database error, retrying: {str(exc).splitlines()[0]}")
                 self._reconnect()

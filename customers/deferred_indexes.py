@@ -1,0 +1,116 @@
+"""PostgreSQL only: load first, index after, for bulk loads into a small customers table.
+
+Keeping every index up to date row by row made a first import of 300,000 rows
+about ten times slower than building the same indexes once over the loaded
+table (the trigram index above all), so a bulk load does what pg_restore does:
+it drops the secondary indexes, loads, and builds them again with plenty of
+maintenance_work_mem. Only what correctness needs stays during the load: the
+primary key and the unique customer id (the upsert's ON CONFLICT target); any
+index a constraint owns is kept.
+
+Crash safety: each dropped index is recorded (name and definition, DeferredIndex)
+in the very transaction that drops it, so no crash can forget one. Whoever finds
+a record rebuilds it: the import at its end (completed, cancelled, failed), an
+import worker at start or when idle, the next import run, and every `migrate`
+(post_migrate). Each index is built and its record deleted in one transaction;
+two rebuilders never build the same one (FOR UPDATE SKIP LOCKED).
+
+While indexes are missing every page keeps working (by scans), and the customer
+list says the search index is being built.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.db import OperationalError, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .models import DeferredIndex
+
+logger = logging.getLogger(__name__)
+
+TABLE = "customers_customer"
+# GIN builds use all of it; it is only taken by the session building the index.
+BUILD_MEMORY = "1GB"
+# Dropping an index waits for readers of the table (an export streaming it): rather
+# than make every page queue behind that wait, give up and load with the indexes.
+DROP_LOCK_TIMEOUT = "2s"
+
+# Indexes on the table that no constraint owns (not the primary key, not a unique
+# constraint): what a bulk load can drop and build again.
+_SECONDARY = f"""
+    SELECT i.relname, pg_get_indexdef(i.oid)
+    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+    WHERE x.indrelid = '{TABLE}'::regclass
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
+    ORDER BY i.relname
+"""
+_CREATE = re.compile(r"^CREATE (UNIQUE )?INDEX ")
+
+
+def secondary_indexes(connection: BaseDatabaseWrapper) -> list[tuple[str, str]]:
+    """(name, definition) of each index a bulk load may drop; [] on SQLite."""
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_SECONDARY)
+        return cursor.fetchall()
+
+
+def defer_indexes(connection: BaseDatabaseWrapper, *, by: str) -> list[str]:
+    """Drop the secondary indexes for a bulk load, recording each; the names dropped.
+
+    [] on SQLite, or when a long reader of the table holds the drop back.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+            # Lock first, so that no index appears or goes between the listing and the drops.
+            cursor.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+            indexes = secondary_indexes(connection)
+            for name, definition in indexes:
+                DeferredIndex.objects.using(connection.alias).update_or_create(
+                    name=name, defaults={"definition": definition, "deferred_by": by}
+                )
+                cursor.execute(f'DROP INDEX "{name}"')
+    except OperationalError as exc:
+        logger.warning("Loading with the indexes in place: could not drop them (%s).", exc)
+        return []
+    if indexes:
+        logger.info("Deferred %s index(es) for %s.", len(indexes), by)
+    return [name for name, _ in indexes]
+
+
+def rebuild_deferred_indexes(connection: BaseDatabaseWrapper) -> list[str]:
+    """Build every recorded index that nobody else is building; the names built.
+
+    Each in its own transaction with its record, so a crash mid-way leaves the rest
+    recorded. Returns at once (one query) when nothing is deferred.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    built = []
+    records = DeferredIndex.objects.using(connection.alias)
+    while True:
+        with transaction.atomic(using=connection.alias):
+            record = records.select_for_update(skip_locked=True).order_by("name").first()
+            if record is None:
+                return built
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+                # IF NOT EXISTS: a migration may have created it meanwhile.
+                cursor.execute(_CREATE.sub(r"CREATE \1INDEX IF NOT EXISTS ", record.definition))
+            record.delete()
+        logger.info("Built index %s.", record.name)
+        built.append(record.name)
+
+
+def indexes_deferred(connection: BaseDatabaseWrapper) -> bool:
+    """Whether some index of the customers table is missing for a load (False on SQLite)."""
+    if connection.vendor != "postgresql":
+        return False
+    return DeferredIndex.objects.using(connection.alias).exists()
