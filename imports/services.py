@@ -27,6 +27,7 @@ from customerpanel.errors import ApplicationError
 
 from . import leases
 from .columns import LABELS
+from .dialect import Dialect, detect
 from .files import check_import_file, fingerprint
 from .models import ImportState
 from .reader import FatalImportError, sniff
@@ -37,6 +38,15 @@ ImportRefused = ApplicationError
 worker_identity = leases.worker_identity
 import_claim_next = leases.claim_next
 import_claim = leases.claim
+
+
+# File names an import reads: CSV text, gzip-compressed CSV, or a zip holding one CSV.
+IMPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".gz", ".zip")
+NOT_A_CSV = "is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip)."
+
+
+def is_import_name(name: str) -> bool:
+    return name.lower().endswith(IMPORT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ def import_dir_files() -> list[ImportFile]:
         return []
     files = []
     for entry in folder.iterdir():
-        if entry.suffix.lower() != ".csv":
+        if not is_import_name(entry.name):
             continue
         try:
             resolved = entry.resolve(strict=True)
@@ -95,14 +105,19 @@ def resolve_import_path(name: str) -> Path:
     return candidate
 
 
-def check_csv_file(path: Path) -> None:
-    """A .csv text file, whatever its size: IMPORT_MAX_UPLOAD_BYTES is for uploads only."""
-    if path.suffix.lower() != ".csv":
-        raise ImportRefused(f"{path.name} is not a .csv file.")
+def check_csv_file(path: Path, dialect: Dialect | None = None) -> Dialect:
+    """A CSV file (plain, gzip or in a zip), whatever its size, and how to read it.
+
+    `dialect` is taken as it is; otherwise it is detected (imports.dialect).
+    IMPORT_MAX_UPLOAD_BYTES is for uploads only.
+    """
+    if not is_import_name(path.name):
+        raise ImportRefused(f"{path.name} {NOT_A_CSV}")
     with path.open("rb") as fp:
         head = fp.read(4096)
     try:
         sniff(head)
+        return dialect or detect(path).dialect
     except FatalImportError as exc:
         raise ImportRefused(f"{path.name}: {exc}") from None
 
@@ -116,8 +131,9 @@ def _enqueue(
     overwrite_manual: bool,
     by_user=None,
     batch_size: int | None = None,
+    dialect: Dialect | None = None,
 ) -> ImportState:
-    check_csv_file(path)
+    dialect = check_csv_file(path, dialect)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
     return leases.queue(
         source_path=str(path),
@@ -129,10 +145,16 @@ def _enqueue(
         overwrite_manual=overwrite_manual,
         batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
         created_by=_person(by_user),
+        delimiter=dialect.delimiter,
+        encoding=dialect.encoding,
+        compression=dialect.compression,
     )
 
 
-def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=None) -> ImportState:
+def import_enqueue_path(
+    name: str, *, overwrite_manual: bool = False, by_user=None, dialect: Dialect | None = None
+) -> ImportState:
+    """Queue a file of IMPORT_DIR; `dialect` (how to read it) overrides detection."""
     path = resolve_import_path(name)
     return _enqueue(
         path,
@@ -140,11 +162,16 @@ def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=No
         uploaded=False,
         overwrite_manual=overwrite_manual,
         by_user=by_user,
+        dialect=dialect,
     )
 
 
 def import_enqueue_upload(
-    upload: UploadedFile, *, overwrite_manual: bool = False, by_user=None
+    upload: UploadedFile,
+    *,
+    overwrite_manual: bool = False,
+    by_user=None,
+    dialect: Dialect | None = None,
 ) -> ImportState:
     """Keep an uploaded file under MEDIA_ROOT/uploads and queue it.
 
@@ -155,8 +182,8 @@ def import_enqueue_upload(
     if len(name.encode()) > 200:  # file systems refuse names over 255 bytes
         stem, suffix = os.path.splitext(name)
         name = stem.encode()[:180].decode(errors="ignore") + suffix[:10]
-    if not name.lower().endswith(".csv"):
-        raise ImportRefused(f"{upload.name} is not a .csv file.")
+    if not is_import_name(name):
+        raise ImportRefused(f"{upload.name} {NOT_A_CSV}")
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
         raise ImportRefused(
             f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_BYTES:,}-byte limit.",
@@ -182,6 +209,7 @@ def import_enqueue_upload(
             uploaded=True,
             overwrite_manual=overwrite_manual,
             by_user=by_user,
+            dialect=dialect,
         )
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
@@ -195,17 +223,27 @@ def import_for_command(
     overwrite_manual: bool,
     batch_size: int | None,
     worker: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> tuple[ImportState, bool]:
     """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one.
 
     With `worker`, the import is also claimed for it in the same transaction, so
     a refusal (another import is running) leaves nothing behind: no new queued
     import, no cancelled one. An import that failed on the file itself is not
-    resumed; a new import reads the file from the start.
+    resumed; a new import reads the file from the start. `delimiter` and
+    `encoding` override what is detected for a new import; a resumed one keeps
+    how it started reading.
     """
     path = path.resolve()
     if not path.is_file():
         raise ImportRefused(f"No such file: {path}")
+    dialect = None
+    if delimiter or encoding:
+        try:
+            dialect = detect(path, delimiter=delimiter, encoding=encoding).dialect
+        except FatalImportError as exc:
+            raise ImportRefused(f"{path.name}: {exc}") from None
     with transaction.atomic():
         latest = ImportState.objects.for_source(str(path)).order_by("-id").first()
         resumable = latest is not None and (latest.is_active or latest.is_resumable)
@@ -216,6 +254,11 @@ def import_for_command(
                 raise ImportRefused(
                     f"{exc} Use --restart to import it from the beginning."
                 ) from None
+            if dialect and dialect != latest.dialect:
+                raise ImportRefused(
+                    f"Import #{latest.pk} reads this file as {latest.dialect}, not {dialect}; "
+                    "use --restart to import it from the beginning that way."
+                )
             if batch_size and batch_size != latest.batch_size:
                 ImportState.objects.filter(pk=latest.pk).update(batch_size=batch_size)
                 latest.batch_size = batch_size
@@ -229,6 +272,7 @@ def import_for_command(
                 uploaded=False,
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
+                dialect=dialect,
             )
             resumed = False
         if worker is not None:

@@ -1,6 +1,7 @@
 """run_import: import one CSV file in the foreground, or run the import worker.
 
     manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
+                              [--delimiter D] [--encoding E]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
@@ -8,7 +9,9 @@ imports/engine.py), so a killed run loses nothing: running the same command on
 the same file resumes where the last committed batch ended, and a worker takes
 over an import whose worker died. A foreground run refused because another
 import is running leaves nothing behind; `--queue` hands the file to the
-worker instead of running it here.
+worker instead of running it here. The file's delimiter, encoding and
+compression are detected (imports.dialect); `--delimiter` and `--encoding`
+set them instead.
 
 Stopping: SIGTERM or Ctrl-C finishes the batch in flight; a second one stops
 at once (the batch in flight rolls back). Either way a foreground import is
@@ -32,6 +35,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
 from imports import leases, services
+from imports.dialect import ENCODINGS, parse_delimiter, parse_encoding
 from imports.engine import LeaseLost, run_import
 from imports.models import FailureKind, ImportState, ImportStatus
 
@@ -70,6 +74,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Queue the file for the import worker instead of importing it here.",
         )
+        parser.add_argument(
+            "--delimiter",
+            help='Delimiter instead of the detected one: comma, semicolon, tab, pipe, or "\\t".',
+        )
+        parser.add_argument(
+            "--encoding",
+            help=f"Text encoding instead of the detected one: {', '.join(ENCODINGS)}.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -96,12 +108,19 @@ class Command(BaseCommand):
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
+            delimiter = options["delimiter"] and parse_delimiter(options["delimiter"])
+            encoding = options["encoding"] and parse_encoding(options["encoding"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
             return self.run_foreground(
                 Path(options["path"]),
                 batch_size=options["batch_size"],
                 overwrite_manual=options["overwrite_manual"],
                 restart=options["restart"],
                 queue=options["queue"],
+                delimiter=delimiter or None,
+                encoding=encoding or None,
             )
         except StopNow:  # before or after the import loop: whatever we hold is cancelled
             self._release_own(status=ImportStatus.CANCELLED)
@@ -136,7 +155,9 @@ class Command(BaseCommand):
                     raise
 
     # --- foreground -------------------------------------------------------------------
-    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart, queue):
+    def run_foreground(
+        self, path: Path, *, batch_size, overwrite_manual, restart, queue, delimiter, encoding
+    ):
         try:
             state, resumed = services.import_for_command(
                 path,
@@ -144,6 +165,8 @@ class Command(BaseCommand):
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
                 worker=None if queue else self.worker,
+                delimiter=delimiter,
+                encoding=encoding,
             )
             if queue and state.is_resumable:
                 services.import_resume(state)
@@ -164,7 +187,8 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write(
-                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)})."
+                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)}; "
+                    f"{state.dialect})."
                 )
         self.progress = _Progress(self.stdout, self.verbosity)
         deadline = None
