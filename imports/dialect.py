@@ -372,6 +372,7 @@ def _detect_delimiter(head: bytes, encoding: str, complete: bool) -> tuple[str, 
     if not text.strip():
         return ",", "comma (the default: no header line to detect from)"
     best = None
+    split = False  # does any delimiter split the header at all?
     for delimiter in DELIMITERS:
         records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
         if not complete and len(records) > 1:
@@ -379,12 +380,15 @@ def _detect_delimiter(head: bytes, encoding: str, complete: bool) -> tuple[str, 
         header, sample = records[0], records[1 : 1 + SAMPLE_RECORDS]
         if len(header) < 2:
             continue
+        split = True
         fitting = sum(len(r) == len(header) for r in sample)
         # Half the records may be bad rows; fewer fitting means another delimiter, or none.
         if sample and fitting * 2 < len(sample):
             continue
         if best is None or (fitting, len(header)) > best[0]:
             best = ((fitting, len(header)), delimiter, len(sample))
+    if not split:  # one column (the import then says which required columns it lacks)
+        return ",", "comma (the default: the header has a single column)"
     if best is None:
         raise DetectionError(
             "Cannot tell the delimiter: no comma, semicolon, tab or pipe splits the header "
