@@ -66,6 +66,7 @@ class Chunk:
     rejected: list[Rejection]
     end_offset: int
     end_line: int
+    stored_offset: int = 0  # progress in the stored file (compressed bytes read for gzip, zip)
 
     @property
     def rows(self) -> int:
@@ -95,15 +96,29 @@ def read_chunks(
                 len(clean) + len(rejected) >= batch_size
                 or item.end_offset - start >= MAX_BATCH_BYTES
             ):
-                yield Chunk(clean, rejected, item.end_offset, item.end_line)
+                yield Chunk(
+                    clean,
+                    rejected,
+                    item.end_offset,
+                    item.end_line,
+                    source.stored_offset(item.end_offset),
+                )
                 clean, rejected, start = [], [], item.end_offset
     except FatalImportError:
         # The rows read before the fatal problem are sound: commit them, then fail.
         if clean or rejected:
-            yield Chunk(clean, rejected, item.end_offset, item.end_line)
+            yield Chunk(
+                clean,
+                rejected,
+                item.end_offset,
+                item.end_line,
+                source.stored_offset(item.end_offset),
+            )
         raise
     if clean or rejected:
-        yield Chunk(clean, rejected, item.end_offset, item.end_line)
+        yield Chunk(
+            clean, rejected, item.end_offset, item.end_line, source.stored_offset(item.end_offset)
+        )
 
 
 _DONE = object()
@@ -207,6 +222,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
             state,
             lease,
             bytes_processed=chunk.end_offset,
+            source_bytes_processed=max(chunk.stored_offset, state.source_bytes_processed),
             lines_processed=chunk.end_line,
             rows_processed=state.rows_processed + chunk.rows,
             **{name: getattr(state, name) + count for name, count in added.items()},

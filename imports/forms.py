@@ -30,7 +30,7 @@ class ImportUploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["file"].widget = forms.FileInput(
             attrs={
-                "accept": ".csv,text/csv",
+                "accept": ".csv,.tsv,.txt,.gz,.zip,text/csv",
                 "data-max-bytes": settings.IMPORT_MAX_UPLOAD_BYTES,
                 "data-too-large": too_large_message(),
                 "onchange": CHECK_SIZE_JS,

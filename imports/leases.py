@@ -279,7 +279,8 @@ def complete(state: ImportState, lease: int) -> None:
         lease,
         ImportStatus.COMPLETED,
         finished_at=timezone.now(),
-        bytes_processed=state.file_size,
+        # A compressed file's checkpoint is in its decompressed stream: leave it as it is.
+        **{"source_bytes_processed" if state.compression else "bytes_processed": state.file_size},
         error="",
         error_kind="",
     )

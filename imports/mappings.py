@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from .columns import BY_NAME, IGNORE, LABELS, REQUIRED, HeaderError, map_header, normalise
 from .dialect import Dialect
 from .models import HeaderMapping
-from .reader import CsvSource
+from .sources import open_path
 
 IGNORE_LABEL = "Ignore this column"
 
@@ -146,8 +145,7 @@ def remember_mapping(names: list[str], mapping: list[str], *, by_user=None) -> H
 # --- The command line --------------------------------------------------------------
 def read_header_names(path: Path, dialect: Dialect | None = None) -> list[str]:
     """The header names of a CSV file, as written (FatalImportError if it has none)."""
-    with path.open("rb") as fp:
-        source = CsvSource(fp, max_row_bytes=settings.IMPORT_MAX_ROW_BYTES, dialect=dialect)
+    with open_path(path, dialect or Dialect()) as source:
         return source.read_header_names()
 
 

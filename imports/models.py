@@ -273,12 +273,18 @@ class ImportState(models.Model):
         ]
 
     @property
+    def stored_bytes_processed(self) -> int:
+        """How far into the stored file: compressed bytes for gzip and zip (their CSV's size
+        is unknown until read), else the checkpoint itself."""
+        return self.source_bytes_processed if self.compression else self.bytes_processed
+
+    @property
     def percent(self) -> float:
         if self.status == ImportStatus.COMPLETED:
             return 100.0
         if not self.file_size:
             return 0.0
-        return min(100.0, 100.0 * self.bytes_processed / self.file_size)
+        return min(100.0, 100.0 * self.stored_bytes_processed / self.file_size)
 
     def last_run_seconds(self) -> float:
         """The current run so far, or the last one: from its start to its last heartbeat."""
@@ -310,9 +316,10 @@ class ImportState(models.Model):
     @property
     def eta_seconds(self) -> float | None:
         seconds = self.running_seconds()
-        if self.status != ImportStatus.RUNNING or seconds <= 0 or not self.bytes_processed:
+        done = self.stored_bytes_processed
+        if self.status != ImportStatus.RUNNING or seconds <= 0 or not done:
             return None
-        return max(0.0, (self.file_size - self.bytes_processed) * seconds / self.bytes_processed)
+        return max(0.0, (self.file_size - done) * seconds / done)
 
 
 class HeaderMapping(models.Model):

@@ -28,6 +28,7 @@ from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexe
 
 from . import leases
 from .columns import LABELS
+from .dialect import Dialect, detect
 from .files import check_import_file, fingerprint
 from .models import ImportState, ImportUndoRow
 from .reader import FatalImportError, sniff
@@ -51,6 +52,15 @@ def import_rebuild_orphaned_indexes() -> list[str]:
     if running is not None and leases.holder_alive(running):
         return []  # it builds them at its end
     return rebuild_deferred_indexes(connection)
+
+
+# File names an import reads: CSV text, gzip-compressed CSV, or a zip holding one CSV.
+IMPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".gz", ".zip")
+NOT_A_CSV = "is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip)."
+
+
+def is_import_name(name: str) -> bool:
+    return name.lower().endswith(IMPORT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ def import_dir_files() -> list[ImportFile]:
         return []
     files = []
     for entry in folder.iterdir():
-        if entry.suffix.lower() != ".csv":
+        if not is_import_name(entry.name):
             continue
         try:
             resolved = entry.resolve(strict=True)
@@ -109,14 +119,19 @@ def resolve_import_path(name: str) -> Path:
     return candidate
 
 
-def check_csv_file(path: Path) -> None:
-    """A .csv text file, whatever its size: IMPORT_MAX_UPLOAD_BYTES is for uploads only."""
-    if path.suffix.lower() != ".csv":
-        raise ImportRefused(f"{path.name} is not a .csv file.")
+def check_csv_file(path: Path, dialect: Dialect | None = None) -> Dialect:
+    """A CSV file (plain, gzip or in a zip), whatever its size, and how to read it.
+
+    `dialect` is taken as it is; otherwise it is detected (imports.dialect).
+    IMPORT_MAX_UPLOAD_BYTES is for uploads only.
+    """
+    if not is_import_name(path.name):
+        raise ImportRefused(f"{path.name} {NOT_A_CSV}")
     with path.open("rb") as fp:
         head = fp.read(4096)
     try:
         sniff(head)
+        return dialect or detect(path).dialect
     except FatalImportError as exc:
         raise ImportRefused(f"{path.name}: {exc}") from None
 
@@ -131,8 +146,9 @@ def _enqueue(
     by_user=None,
     batch_size: int | None = None,
     column_mapping: list[str] | None = None,
+    dialect: Dialect | None = None,
 ) -> ImportState:
-    check_csv_file(path)
+    dialect = check_csv_file(path, dialect)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
     return leases.queue(
         source_path=str(path),
@@ -145,10 +161,16 @@ def _enqueue(
         batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
         created_by=_person(by_user),
         column_mapping=column_mapping or [],
+        delimiter=dialect.delimiter,
+        encoding=dialect.encoding,
+        compression=dialect.compression,
     )
 
 
-def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=None) -> ImportState:
+def import_enqueue_path(
+    name: str, *, overwrite_manual: bool = False, by_user=None, dialect: Dialect | None = None
+) -> ImportState:
+    """Queue a file of IMPORT_DIR; `dialect` (how to read it) overrides detection."""
     path = resolve_import_path(name)
     return _enqueue(
         path,
@@ -156,11 +178,16 @@ def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=No
         uploaded=False,
         overwrite_manual=overwrite_manual,
         by_user=by_user,
+        dialect=dialect,
     )
 
 
 def import_enqueue_upload(
-    upload: UploadedFile, *, overwrite_manual: bool = False, by_user=None
+    upload: UploadedFile,
+    *,
+    overwrite_manual: bool = False,
+    by_user=None,
+    dialect: Dialect | None = None,
 ) -> ImportState:
     """Keep an uploaded file under MEDIA_ROOT/uploads and queue it.
 
@@ -171,8 +198,8 @@ def import_enqueue_upload(
     if len(name.encode()) > 200:  # file systems refuse names over 255 bytes
         stem, suffix = os.path.splitext(name)
         name = stem.encode()[:180].decode(errors="ignore") + suffix[:10]
-    if not name.lower().endswith(".csv"):
-        raise ImportRefused(f"{upload.name} is not a .csv file.")
+    if not is_import_name(name):
+        raise ImportRefused(f"{upload.name} {NOT_A_CSV}")
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
         raise ImportRefused(
             f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_BYTES:,}-byte limit.",
@@ -198,6 +225,7 @@ def import_enqueue_upload(
             uploaded=True,
             overwrite_manual=overwrite_manual,
             by_user=by_user,
+            dialect=dialect,
         )
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
@@ -212,6 +240,8 @@ def import_for_command(
     batch_size: int | None,
     worker: str | None = None,
     column_mapping: list[str] | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> tuple[ImportState, bool]:
     """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one.
 
@@ -221,10 +251,18 @@ def import_for_command(
     resumed; a new import reads the file from the start. `column_mapping` (see
     imports.mappings) is stored on a new import; an unfinished one keeps its own,
     and a different one given for it is refused rather than silently dropped.
+    `delimiter` and `encoding` override what is detected for a new import; a
+    resumed one keeps how it started reading.
     """
     path = path.resolve()
     if not path.is_file():
         raise ImportRefused(f"No such file: {path}")
+    dialect = None
+    if delimiter or encoding:
+        try:
+            dialect = detect(path, delimiter=delimiter, encoding=encoding).dialect
+        except FatalImportError as exc:
+            raise ImportRefused(f"{path.name}: {exc}") from None
     with transaction.atomic():
         latest = ImportState.objects.for_source(str(path)).order_by("-id").first()
         resumable = latest is not None and (latest.is_active or latest.is_resumable)
@@ -240,6 +278,11 @@ def import_for_command(
                     f"Import #{latest.pk} of this file started with other columns; resume it "
                     "without --map, or use --restart to import the file with this mapping."
                 )
+            if dialect and dialect != latest.dialect:
+                raise ImportRefused(
+                    f"Import #{latest.pk} reads this file as {latest.dialect}, not {dialect}; "
+                    "use --restart to import it from the beginning that way."
+                )
             if batch_size and batch_size != latest.batch_size:
                 ImportState.objects.filter(pk=latest.pk).update(batch_size=batch_size)
                 latest.batch_size = batch_size
@@ -254,6 +297,7 @@ def import_for_command(
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
                 column_mapping=column_mapping,
+                dialect=dialect,
             )
             resumed = False
         if worker is not None:

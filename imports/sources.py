@@ -2,7 +2,8 @@
 
 Every reader of an import's file (the engine, the review's preview, the dry
 run) opens it here, so all of them read the same bytes with the same dialect
-and column mapping.
+and column mapping. A gzip or zip file is decompressed as it is read (see
+imports.dialect); the source's offsets are offsets in the decompressed stream.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from .dialect import Dialect, decompressed
 from .files import open_recorded
-from .reader import CsvSource
+from .reader import READ_CHUNK, CsvSource
 
 if TYPE_CHECKING:
     from .models import ImportState
@@ -24,10 +26,27 @@ if TYPE_CHECKING:
 @contextmanager
 def open_source(state: ImportState) -> Iterator[CsvSource]:
     """The import's file as a CsvSource, ending at its recorded size."""
-    with open_recorded(Path(state.source_path), state.file_size) as fp:
+    max_row_bytes = settings.IMPORT_MAX_ROW_BYTES
+    with (
+        open_recorded(Path(state.source_path), state.file_size) as stored,
+        # Room for the reader's steps back: a rejected record is measured again from its start.
+        decompressed(stored, state.compression, window=max_row_bytes + 4 * READ_CHUNK) as fp,
+    ):
         yield CsvSource(
             fp,
-            max_row_bytes=settings.IMPORT_MAX_ROW_BYTES,
+            max_row_bytes=max_row_bytes,
             dialect=state.dialect,
             mapping=state.column_mapping or None,
+            stored=stored if state.compression else None,
         )
+
+
+@contextmanager
+def open_path(path: Path, dialect: Dialect) -> Iterator[CsvSource]:
+    """Any file as a CsvSource read with `dialect` (its header, before an import exists)."""
+    max_row_bytes = settings.IMPORT_MAX_ROW_BYTES
+    with (
+        path.open("rb") as stored,
+        decompressed(stored, dialect.compression, window=max_row_bytes + 4 * READ_CHUNK) as fp,
+    ):
+        yield CsvSource(fp, max_row_bytes=max_row_bytes, dialect=dialect)

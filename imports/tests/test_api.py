@@ -94,7 +94,10 @@ def test_the_same_file_twice_while_queued_is_a_conflict(api_client, sample):
     [
         ({"name": "../outside.csv"}, "Only files inside the import folder can be imported."),
         ({"name": "/etc/passwd"}, "Only files inside the import folder can be imported."),
-        ({"name": "notes.txt"}, "notes.txt is not a .csv file."),
+        (
+            {"name": "notes.pdf"},
+            "notes.pdf is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip).",
+        ),
         ({"name": "missing.csv"}, "There is no file named 'missing.csv' in the import folder."),
         ({"name": "\ud800.csv"}, "Surrogate characters are not allowed"),
         ({"name": "x" * 1000 + ".csv"}, "There is no file named"),
@@ -104,7 +107,7 @@ def test_the_same_file_twice_while_queued_is_a_conflict(api_client, sample):
 )
 def test_bad_requests_are_400_with_a_reason(api_client, sample, data, message):
     write_csv(sample.parent.parent / "outside.csv", [row(1)])
-    (sample.parent / "notes.txt").write_text("Customer Id,Email\n")
+    (sample.parent / "notes.pdf").write_text("Customer Id,Email\n")
     # json.dumps escapes the lone surrogate as \\ud800, as a hostile client would send it.
     response = api_client.post(URL, json.dumps(data), content_type="application/json")
     assert response.status_code == 400, response.content
@@ -118,9 +121,13 @@ def test_file_and_name_together_or_a_non_csv_upload_are_400(api_client, sample):
     assert both.status_code == 400
     png = SimpleUploadedFile("a.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "text/csv")
     assert api_client.post(URL, {"file": png}, format="multipart").status_code == 400
-    txt = SimpleUploadedFile("a.txt", b"Customer Id,Email\nX,x@example.com\n", "text/plain")
+    txt = SimpleUploadedFile("a.xlsx", b"Customer Id,Email\nX,x@example.com\n", "text/plain")
     response = api_client.post(URL, {"file": txt}, format="multipart")
-    assert response.status_code == 400 and response.json()["detail"] == "a.txt is not a .csv file."
+    assert (
+        response.status_code == 400
+        and response.json()["detail"]
+        == "a.xlsx is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip)."
+    )
     assert not ImportState.objects.exists()
 
 

@@ -100,7 +100,8 @@ def test_corpus_case(case, tmp_path):
     if case.status == COMPLETED:
         assert state.status == ImportStatus.COMPLETED, state.error
         assert state.error == ""
-        assert state.bytes_processed == state.file_size
+        if not state.compression:  # else the checkpoint is in the decompressed stream
+            assert state.bytes_processed == state.file_size
     else:
         assert state.status == ImportStatus.FAILED
         assert_one_line(state.error, case.error)

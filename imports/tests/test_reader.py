@@ -497,18 +497,24 @@ def test_a_header_csv_cannot_read_fails_in_words_for_people(data, message):
         (b"", "The file is empty."),
         (
             b"\x1f\x8b\x08\x00rest",
-            "The file is gzip-compressed: decompress it and import the .csv.",
+            "The file is gzip-compressed, but this import reads it as plain text: import it again.",
         ),
-        (b"PK\x03\x04rest", "The file is a zip archive (or a spreadsheet): export it as CSV."),
+        (
+            b"PK\x03\x04rest",
+            "The file is a zip archive (or a spreadsheet), but this import reads it as plain "
+            "text: import it again, or export it as CSV.",
+        ),
         (
             b"\xff\xfeC\x00u\x00",
-            "The file is UTF-16 encoded: save it as UTF-8 CSV and import again.",
+            "The file is UTF-16 LE encoded (byte order mark), but this import reads it as UTF-8: "
+            "choose UTF-16 LE as its encoding.",
         ),
         (
             b"\xfe\xff\x00C\x00u",
-            "The file is UTF-16 encoded: save it as UTF-8 CSV and import again.",
+            "The file is UTF-16 BE encoded (byte order mark), but this import reads it as UTF-8: "
+            "choose UTF-16 BE as its encoding.",
         ),
-        (b"\x89PNG\r\n\x1a\n", "This is not a CSV text file (it contains binary data)."),
+        (b"\x89PNG\r\n\x1a\n", "This is not a CSV text file: it is a PNG image."),
         (b"Customer Id,\x00Email\n", "This is not a CSV text file (it contains binary data)."),
         (b"\n\r\n\r", "The file has no header row."),
         (b"\xef\xbb\xbf", "The file has no header row."),

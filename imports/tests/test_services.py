@@ -55,7 +55,7 @@ def test_symlink_pointing_outside_is_refused_and_not_listed(import_dir, tmp_path
 
 def test_listing_shows_csv_files_with_size(csv_in_dir, import_dir):
     csv_in_dir("one.csv")
-    (import_dir / "notes.txt").write_text("x")
+    (import_dir / "notes.pdf").write_text("x")
     files = services.import_dir_files()
     assert [f.name for f in files] == ["one.csv"]
     assert files[0].size == (import_dir / "one.csv").stat().st_size
@@ -63,11 +63,11 @@ def test_listing_shows_csv_files_with_size(csv_in_dir, import_dir):
 
 def test_non_csv_files_are_refused(import_dir):
     (import_dir / "picture.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    (import_dir / "data.txt").write_text("Customer Id,Email\n")
+    (import_dir / "data.json").write_text("Customer Id,Email\n")
     with pytest.raises(services.ImportRefused, match="not a CSV"):
         services.import_enqueue_path("picture.csv")
-    with pytest.raises(services.ImportRefused, match=r"not a \.csv"):
-        services.import_enqueue_path("data.txt")
+    with pytest.raises(services.ImportRefused, match=r"not a CSV file \(\.csv, \.tsv"):
+        services.import_enqueue_path("data.json")
 
 
 def test_a_server_file_imports_whatever_the_upload_limit(csv_in_dir, settings):

@@ -115,13 +115,13 @@ def test_empty_state_explains_what_to_do(client_logged_in, import_dir):
 
 
 def test_list_shows_folder_files_with_size_and_the_history(client_logged_in, sample):
-    (sample.parent / "notes.txt").write_text("not a csv")
+    (sample.parent / "notes.pdf").write_text("not a csv")
     done = services.import_enqueue_path("sample.csv")
     run_queue()
     queued = services.import_enqueue_path("sample.csv", overwrite_manual=True)
     response = client_logged_in.get(LIST)
     html = response.content.decode()
-    assert 'value="sample.csv"' in html and "notes.txt" not in html
+    assert 'value="sample.csv"' in html and "notes.pdf" not in html
     assert "bytes" in html  # the file's size
     assert [s.pk for s in response.context["imports"]] == [queued.pk, done.pk]
     assert 'class="badge completed"' in html and 'class="badge queued"' in html
@@ -228,7 +228,10 @@ def test_the_default_limit_message_reads_5_gb(client_logged_in, import_dir):
 @pytest.mark.parametrize(
     "upload_file, message",
     [
-        (SimpleUploadedFile("a.txt", b"Customer Id,Email\n"), "a.txt is not a .csv file."),
+        (
+            SimpleUploadedFile("a.xls", b"Customer Id,Email\n"),
+            "a.xls is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip).",
+        ),
         (SimpleUploadedFile("a.csv", b"\x89PNG\r\n\x1a\n\x00\x00"), "a.csv:"),
         (None, "Choose a CSV file to upload."),
     ],

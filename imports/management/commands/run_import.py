@@ -2,6 +2,7 @@
 
     manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
                               [--map "Header=Field" ...]
+                              [--delimiter D] [--encoding E]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
@@ -9,7 +10,9 @@ imports/engine.py), so a killed run loses nothing: running the same command on
 the same file resumes where the last committed batch ended, and a worker takes
 over an import whose worker died. A foreground run refused because another
 import is running leaves nothing behind; `--queue` hands the file to the
-worker instead of running it here.
+worker instead of running it here. The file's delimiter, encoding and
+compression are detected (imports.dialect); `--delimiter` and `--encoding`
+set them instead.
 
 Columns are matched to fields by their header names (see imports.columns);
 `--map "Mail=Email"` chooses the field of a column whose name does not match,
@@ -40,6 +43,7 @@ from django.urls import reverse
 
 from imports import leases, mappings, services, undo
 from imports.columns import HeaderError
+from imports.dialect import ENCODINGS, detect, parse_delimiter, parse_encoding
 from imports.engine import LeaseLost, run_import
 from imports.management.commands.undo_import import summary as undo_summary
 from imports.models import FailureKind, ImportState, ImportStatus, ImportUndo, UndoStatus
@@ -89,6 +93,14 @@ class Command(BaseCommand):
             help='The field for a column of the file, by its CSV label or "ignore" '
             '(e.g. --map "Mail=Email"); repeat for more columns.',
         )
+        parser.add_argument(
+            "--delimiter",
+            help='Delimiter instead of the detected one: comma, semicolon, tab, pipe, or "\\t".',
+        )
+        parser.add_argument(
+            "--encoding",
+            help=f"Text encoding instead of the detected one: {', '.join(ENCODINGS)}.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -117,13 +129,22 @@ class Command(BaseCommand):
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
+            delimiter = options["delimiter"] and parse_delimiter(options["delimiter"])
+            encoding = options["encoding"] and parse_encoding(options["encoding"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
             return self.run_foreground(
                 Path(options["path"]),
                 batch_size=options["batch_size"],
                 overwrite_manual=options["overwrite_manual"],
                 restart=options["restart"],
                 queue=options["queue"],
-                column_mapping=self._column_mapping(Path(options["path"]), options["map"]),
+                column_mapping=self._column_mapping(
+                    Path(options["path"]), options["map"], delimiter, encoding
+                ),
+                delimiter=delimiter or None,
+                encoding=encoding or None,
             )
         except StopNow:  # before or after the import loop: whatever we hold is cancelled
             self._release_own(status=ImportStatus.CANCELLED)
@@ -159,19 +180,32 @@ class Command(BaseCommand):
 
     # --- foreground -------------------------------------------------------------------
     @staticmethod
-    def _column_mapping(path: Path, overrides: list[str]) -> list[str] | None:
+    def _column_mapping(
+        path: Path, overrides: list[str], delimiter: str | None, encoding: str | None
+    ) -> list[str] | None:
         """The file's proposed column mapping with the --map choices; None without --map."""
         if not overrides:
             return None
         if not path.is_file():
             raise CommandError(f"No such file: {path}")
         try:
-            return mappings.mapping_from_overrides(mappings.read_header_names(path), overrides)
+            dialect = detect(path, delimiter=delimiter or None, encoding=encoding or None).dialect
+            names = mappings.read_header_names(path, dialect)
+            return mappings.mapping_from_overrides(names, overrides)
         except (HeaderError, FatalImportError) as exc:
             raise CommandError(f"{path.name}: {exc}") from None
 
     def run_foreground(
-        self, path: Path, *, batch_size, overwrite_manual, restart, queue, column_mapping
+        self,
+        path: Path,
+        *,
+        batch_size,
+        overwrite_manual,
+        restart,
+        queue,
+        column_mapping,
+        delimiter,
+        encoding,
     ):
         try:
             state, resumed = services.import_for_command(
@@ -181,6 +215,8 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 worker=None if queue else self.worker,
                 column_mapping=column_mapping,
+                delimiter=delimiter,
+                encoding=encoding,
             )
             if queue and state.is_resumable:
                 services.import_resume(state)
@@ -201,7 +237,8 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write(
-                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)})."
+                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)}; "
+                    f"{state.dialect})."
                 )
         self.progress = _Progress(self.stdout, self.verbosity)
         deadline = None
