@@ -259,10 +259,10 @@ CASES = [
     ),
     Case(
         "latin1_header",
-        lambda: "Index,Customer Id,Email,Téléphone\n1,ID1,a@example.com,1\n".encode("latin-1"),
+        lambda: "Index,Customer Id,Email,Catégorie\n1,ID1,a@example.com,1\n".encode("latin-1"),
         COMPLETED,
         created=1,
-        warnings=("Ignored unknown column: Téléphone.",),
+        warnings=("Ignored unknown column: Catégorie.",),
         note="not UTF-8: read as Windows-1252 (detected), the header is sound",
     ),
     Case(
