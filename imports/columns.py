@@ -94,6 +94,8 @@ def map_header(raw_names: list[str], mapping: list[str] | None = None) -> Column
     chosen in the review step; otherwise the names are matched to the columns.
     """
     names = [name.strip() for name in raw_names]
+    if mapping is not None:
+        return _map_explicitly(names, mapping)
     fields: list[str | None] = []
     seen: dict[str, int] = {}
     ignored: list[str] = []
@@ -116,6 +118,27 @@ def map_header(raw_names: list[str], mapping: list[str] | None = None) -> Column
             f"Missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
             f"(the header has: {', '.join(' '.join(name.split()) for name in names)[:300]})."
         )
+    return ColumnMap(names, fields, ignored=ignored)
+
+
+def _map_explicitly(names: list[str], mapping: list[str]) -> ColumnMap:
+    """The header mapped as the review chose: a field (or "" to ignore) per position."""
+    if len(mapping) != len(names):
+        raise HeaderError(
+            f"The column mapping has {len(mapping)} entries but the header has {len(names)} "
+            "columns: review the import again."
+        )
+    fields = [name or None for name in mapping]
+    unknown = sorted({name for name in fields if name is not None} - set(LABELS))
+    if unknown:
+        raise HeaderError(f"Unknown field in the column mapping: {', '.join(unknown)}.")
+    chosen = [name for name in fields if name is not None]
+    if len(chosen) != len(set(chosen)):
+        raise HeaderError("The column mapping uses a field twice.")
+    missing = [LABELS[name] for name in REQUIRED if name not in fields]
+    if missing:
+        raise HeaderError(f"The column mapping leaves out: {', '.join(missing)}.")
+    ignored = [name or f"(column {i})" for i, name in enumerate(names, 1) if not mapping[i - 1]]
     return ColumnMap(names, fields, ignored=ignored)
 
 

@@ -316,6 +316,10 @@ class CsvSource:
         csv.field_size_limit(max_row_bytes)
 
     def read_header(self) -> Header:
+        return parse_header(self.header_record(), self.mapping)
+
+    def header_record(self) -> Record:
+        """The header row as read, before its names are mapped (the review shows them)."""
         self.fp.seek(0)
         head = self.fp.read(4096)
         sniff(head)
@@ -325,7 +329,7 @@ class CsvSource:
             raise FatalImportError("The file has no header row.")
         if isinstance(first, BadRecord):
             raise FatalImportError(f"The header row {first.reason.removeprefix('row ')}.")
-        return parse_header(first, self.mapping)
+        return first
 
     def records(self, offset: int, line: int) -> Iterator[Record | BadRecord]:
         """Records from byte `offset`, which must be the start of a record on line `line` + 1."""

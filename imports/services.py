@@ -30,6 +30,7 @@ from .columns import LABELS
 from .files import check_import_file, fingerprint
 from .models import ImportState
 from .reader import FatalImportError, sniff
+from .review import create_for_review
 
 # The imports' name for the project's one application error (see customerpanel.errors).
 ImportRefused = ApplicationError
@@ -116,23 +117,30 @@ def _enqueue(
     overwrite_manual: bool,
     by_user=None,
     batch_size: int | None = None,
+    review: bool = False,
 ) -> ImportState:
     check_csv_file(path)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
-    return leases.queue(
-        source_path=str(path),
-        original_name=original_name[:255],
-        uploaded=uploaded,
-        file_size=recorded.size,
-        file_mtime=recorded.mtime,
-        file_digest=recorded.digest,
-        overwrite_manual=overwrite_manual,
-        batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
-        created_by=_person(by_user),
-    )
+    fields = {
+        "source_path": str(path),
+        "original_name": original_name[:255],
+        "uploaded": uploaded,
+        "file_size": recorded.size,
+        "file_mtime": recorded.mtime,
+        "file_digest": recorded.digest,
+        "overwrite_manual": overwrite_manual,
+        "batch_size": batch_size or settings.IMPORT_BATCH_SIZE,
+        "created_by": _person(by_user),
+    }
+    if review:
+        return create_for_review(path, **fields)
+    return leases.queue(**fields)
 
 
-def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=None) -> ImportState:
+def import_enqueue_path(
+    name: str, *, overwrite_manual: bool = False, by_user=None, review: bool = False
+) -> ImportState:
+    """Queue a file of IMPORT_DIR, or with `review` hold it for review (imports.review)."""
     path = resolve_import_path(name)
     return _enqueue(
         path,
@@ -140,13 +148,14 @@ def import_enqueue_path(name: str, *, overwrite_manual: bool = False, by_user=No
         uploaded=False,
         overwrite_manual=overwrite_manual,
         by_user=by_user,
+        review=review,
     )
 
 
 def import_enqueue_upload(
-    upload: UploadedFile, *, overwrite_manual: bool = False, by_user=None
+    upload: UploadedFile, *, overwrite_manual: bool = False, by_user=None, review: bool = False
 ) -> ImportState:
-    """Keep an uploaded file under MEDIA_ROOT/uploads and queue it.
+    """Keep an uploaded file under MEDIA_ROOT/uploads and queue it (or hold it for review).
 
     Django has already streamed the upload to a temporary file; it is moved,
     never read into memory.
@@ -182,6 +191,7 @@ def import_enqueue_upload(
             uploaded=True,
             overwrite_manual=overwrite_manual,
             by_user=by_user,
+            review=review,
         )
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
