@@ -123,7 +123,12 @@ def field_choices() -> list[tuple[str, str]]:
 
 # --- Create ---------------------------------------------------------------------------------
 def create_for_review(path: Path, *, source_path: str, **fields) -> ImportState:
-    """A new import in review for a checked file: its dialect detected, a mapping proposed."""
+    """A new import in review for a checked file: its dialect detected, a mapping proposed.
+
+    Refused (409) while the file is queued or running: it could not be started anyway.
+    """
+    if ImportState.objects.for_source(source_path).active().exists():
+        raise leases.already_active(source_path, name=fields["original_name"])
     detection = _detect(path)
     state = ImportState(
         source_path=source_path,
