@@ -28,11 +28,13 @@ import json
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
 from django.db import transaction
+from django.utils import timezone
 
 from customerpanel.errors import ApplicationError
 from customers.models import IMPORTED_FIELDS
@@ -443,6 +445,17 @@ def start(state: ImportState, *, by_user=None, dry_run: bool = False) -> ImportS
     if mapping != proposed and not dry_run:
         _remember(names, mapping, by_user if getattr(by_user, "is_authenticated", False) else None)
     return leases.start_review(state, dry_run=dry_run)
+
+
+def discard_abandoned(*, older_than: timedelta) -> int:
+    """Discard the imports left in review for longer than `older_than`; how many there were."""
+    cutoff = timezone.now() - older_than
+    count = 0
+    for state in ImportState.objects.filter(status=ImportStatus.REVIEW, created_at__lt=cutoff):
+        with contextlib.suppress(ApplicationError):  # started meanwhile: not abandoned
+            discard(state)
+            count += 1
+    return count
 
 
 def discard(state: ImportState) -> None:

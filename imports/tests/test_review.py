@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -413,3 +414,26 @@ def test_importing_over_hand_edits_needs_its_permission(client, make_user, impor
     assert patched.status_code == 403
     state.refresh_from_db()
     assert state.overwrite_manual is False
+
+
+def test_discard_reviews_deletes_reviews_left_for_days(client_logged_in, import_dir):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.utils import timezone
+
+    client_logged_in.post("/imports/upload/", {"file": upload("old.csv", [row(1)])})
+    old = ImportState.objects.get()
+    ImportState.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=8))
+    fresh = in_review(import_dir, [row(2)])
+    started = in_review(import_dir, [row(3)], name="started.csv")
+    review.start(started)
+    ImportState.objects.filter(pk=started.pk).update(created_at=old.created_at)
+    out = io.StringIO()
+    call_command("discard_reviews", "--days", "7", stdout=out)
+    assert out.getvalue().strip() == "Discarded 1 import in review."
+    assert set(ImportState.objects.values_list("pk", flat=True)) == {fresh.pk, started.pk}
+    assert not Path(old.source_path).exists()
+    with pytest.raises(CommandError):
+        call_command("discard_reviews", "--days", "-1")
