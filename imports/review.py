@@ -330,9 +330,8 @@ def update_settings(
         char = DELIMITER_BY_NAME.get(delimiter, delimiter)
         if char not in DELIMITERS:
             raise ApplicationError(
-                f"Unknown delimiter {delimiter[:20]!r}: use one of "
-                + ", ".join(f"{name} ({char!r})" for char, name in DELIMITERS.items())
-                + "."
+                f"Unknown delimiter {delimiter[:20]!r}: use comma (,), semicolon (;), tab or "
+                "pipe (|)."
             )
         changes["delimiter"] = char
     if encoding is not None:

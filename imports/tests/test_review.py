@@ -437,3 +437,17 @@ def test_discard_reviews_deletes_reviews_left_for_days(client_logged_in, import_
     assert not Path(old.source_path).exists()
     with pytest.raises(CommandError):
         call_command("discard_reviews", "--days", "-1")
+
+
+def test_a_bad_value_from_the_page_is_said_not_a_500(client_logged_in, import_dir):
+    state = in_review(import_dir, [row(1)])
+    applied = client_logged_in.post(
+        f"/imports/{state.pk}/review/", {"delimiter": "colon"}, headers={"HX-Request": "true"}
+    )
+    html = applied.content.decode()
+    assert applied.status_code == 200 and "Unknown delimiter &#x27;colon&#x27;" in html
+    assert '<div id="review-status" hx-swap-oob="innerHTML">Unknown delimiter' in html
+    page = client_logged_in.post(f"/imports/{state.pk}/review/", {"encoding": "klingon"})
+    assert page.status_code == 400 and "Unsupported encoding" in page.content.decode()
+    state.refresh_from_db()
+    assert (state.delimiter, state.encoding) == (",", "utf-8")
