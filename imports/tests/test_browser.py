@@ -472,6 +472,12 @@ def test_review_an_upload_map_an_unknown_column_by_hand_and_import_it(
     assert_accessible(page)
     assert not Customer.objects.exists()  # nothing is written before Start
 
+    # The list shows it in review; its link leads back to the review, as it was left.
+    page.goto("/imports/")
+    expect(page.locator("#import-history .badge.review")).to_have_text("In review")
+    shot(page, "list_in_review", full_page=True)
+    page.get_by_role("link", name="Review import").click()
+    expect(page.locator("#column-9-state")).to_have_text("Chosen by you")
     page.get_by_role("button", name="Start import").click()
     pk = import_pk(page)
     expect_status(page, "completed")
