@@ -51,3 +51,17 @@ def test_a_partial_header_says_what_is_used_ignored_and_absent():
 def test_header_errors_are_one_line_for_people(names, message):
     with pytest.raises(HeaderError, match=message.replace("(", r"\(").replace(")", r"\)")):
         map_header(names)
+
+
+def test_an_explicit_mapping_is_used_as_given_and_checked():
+    names = ["Id", "E-Mail Address", "Notes"]
+    mapped = map_header(names, ["customer_id", "email", ""])
+    assert mapped.fields == ["customer_id", "email", None] and mapped.ignored == ["Notes"]
+    for mapping, message in [
+        (["customer_id", "email"], "has 2 entries but the header has 3"),
+        (["customer_id", "mail", ""], "Unknown field in the column mapping: mail"),
+        (["customer_id", "customer_id", ""], "uses a field twice"),
+        (["customer_id", "", ""], "leaves out: Email"),
+    ]:
+        with pytest.raises(HeaderError, match=message):
+            map_header(names, mapping)
