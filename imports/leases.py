@@ -78,7 +78,7 @@ def _refresh(state: ImportState) -> ImportState:
     return state
 
 
-def already_active(source_path: str, *, name: str, exclude: int | None = None) -> ApplicationError:
+def _already_active(source_path: str, *, name: str, exclude: int | None = None) -> ApplicationError:
     other = ImportState.objects.for_source(source_path).active().exclude(pk=exclude).first()
     where = f" as import #{other.pk}" if other else ""
     status = other.status if other else "queued or running"
@@ -99,7 +99,13 @@ def queue(*, source_path: str, original_name: str, **fields) -> ImportState:
     except IntegrityError:
         if not ImportState.objects.for_source(source_path).active().exists():
             raise
-        raise already_active(source_path, name=original_name) from None
+        raise _already_active(source_path, name=original_name) from None
+
+
+def refuse_if_active(source_path: str, *, name: str) -> None:
+    """409 while the file is queued or running (a review of it could not be started)."""
+    if ImportState.objects.for_source(source_path).active().exists():
+        raise _already_active(source_path, name=name)
 
 
 def open_review(*, source_path: str, original_name: str, **fields) -> ImportState:
@@ -118,7 +124,7 @@ def start_review(state: ImportState, *, dry_run: bool = False) -> ImportState:
                 status=ImportStatus.QUEUED, dry_run=dry_run
             )
     except IntegrityError:
-        raise already_active(
+        raise _already_active(
             state.source_path, name=state.original_name, exclude=state.pk
         ) from None
     _refresh(state)
@@ -157,7 +163,7 @@ def requeue(state: ImportState, *, by=None) -> ImportState:
                 )
             )
     except IntegrityError:
-        raise already_active(
+        raise _already_active(
             state.source_path, name=state.original_name, exclude=state.pk
         ) from None
     _refresh(state)
@@ -237,7 +243,7 @@ def claim(state: ImportState, worker: str) -> tuple[ImportState, int]:
         )
     if claimed is None:
         if ImportState.objects.for_source(state.source_path).active().exclude(pk=state.pk).exists():
-            raise already_active(state.source_path, name=state.original_name, exclude=state.pk)
+            raise _already_active(state.source_path, name=state.original_name, exclude=state.pk)
         raise ApplicationError(
             f"Import #{state.pk} could not be started; try again.", code="conflict"
         )

@@ -129,8 +129,7 @@ def create_for_review(path: Path, *, source_path: str, **fields) -> ImportState:
 
     Refused (409) while the file is queued or running: it could not be started anyway.
     """
-    if ImportState.objects.for_source(source_path).active().exists():
-        raise leases.already_active(source_path, name=fields["original_name"])
+    leases.refuse_if_active(source_path, name=fields["original_name"])
     detection = _detect(path)
     state = ImportState(
         source_path=source_path,
