@@ -10,9 +10,13 @@
                                           in the snapshot shows its progress
     POST /api/v1/imports/{id}/undo/cancel/  stop the undo after its batch in flight
     GET  /api/v1/imports/{id}/undo/kept.csv customers the undo left alone, with the reason
+    GET  /api/v1/imports/{id}/preview/    in review: dialect, mapping, first rows, outcomes
+    PATCH /api/v1/imports/{id}/           in review: delimiter, encoding, compression, mapping
+    POST /api/v1/imports/{id}/start/      in review -> queued
+    POST /api/v1/imports/{id}/dry-run/    in review -> queued as a dry run (writes no customer)
 
-Imports are never edited or deleted through the API: the status only moves
-through the services (and the worker).
+Imports are never deleted through the API, and only an import in review has
+settings to change: the status only moves through the services (and the worker).
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from customerpanel.csvfiles import IgnoreClientContentNegotiation
 from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
 
-from . import services
-from .models import ImportState, ImportUndo
+from . import review, services
+from .dialect import DELIMITERS
+from .models import Compression, ImportState, ImportUndo
 from .outcomes import COUNTER_FIELDS, OUTCOME_LABELS
 from .undo import undo_blocker, undo_cancel, undo_request
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
@@ -157,6 +162,11 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "file_size",
             "overwrite_manual",
             "batch_size",
+            "delimiter",
+            "encoding",
+            "compression",
+            "column_mapping",
+            "dry_run",
             "bytes_processed",
             "lines_processed",
             "percent",
@@ -203,9 +213,16 @@ class ImportStateSerializer(serializers.ModelSerializer):
         )
 
 
+REVIEW_HELP = (
+    "Hold the import in review instead of queueing it: check GET .../preview/, change its "
+    "settings with PATCH, then POST .../start/ (or .../dry-run/)."
+)
+
+
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The CSV file, streamed to disk on the server.")
     overwrite_manual = serializers.BooleanField(default=False, help_text=OVERWRITE_MANUAL_HELP)
+    review = serializers.BooleanField(default=False, help_text=REVIEW_HELP)
 
 
 class ImportFromFolderSerializer(serializers.Serializer):
@@ -213,6 +230,77 @@ class ImportFromFolderSerializer(serializers.Serializer):
         max_length=1024, help_text="Name of a CSV file directly inside the server's import folder."
     )
     overwrite_manual = serializers.BooleanField(default=False, help_text=OVERWRITE_MANUAL_HELP)
+    review = serializers.BooleanField(default=False, help_text=REVIEW_HELP)
+
+
+class ReviewSettingsSerializer(serializers.Serializer):
+    """What PATCH may change on an import in review; `imports.review` checks the values."""
+
+    delimiter = serializers.CharField(
+        required=False,
+        max_length=20,
+        help_text="One of " + ", ".join(f"`{c!r}` ({n})" for c, n in DELIMITERS.items()) + ".",
+    )
+    encoding = serializers.CharField(
+        required=False, max_length=40, help_text="One of " + ", ".join(review.ENCODINGS) + "."
+    )
+    compression = serializers.ChoiceField(
+        choices=Compression.choices, required=False, help_text='"", "gzip" or "zip".'
+    )
+    column_mapping = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=64),
+        required=False,
+        max_length=1000,
+        help_text='The customer field for each header column, in order ("" = ignore).',
+    )
+    overwrite_manual = serializers.BooleanField(required=False, help_text=OVERWRITE_MANUAL_HELP)
+
+
+class MappedColumnSerializer(serializers.Serializer):
+    position = serializers.IntegerField(help_text="0-based position in the header.")
+    name = serializers.CharField(help_text="The header name, as written in the file.")
+    field = serializers.CharField(help_text='The customer field it fills ("" = ignored).')
+    source = serializers.ChoiceField(
+        choices=["matched", "remembered", "unmatched", "chosen"],
+        help_text="How the field was chosen: matched by name, remembered for this header, "
+        "not matched (needs a choice), or chosen by a person.",
+    )
+
+
+class PreviewCellSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    value = serializers.CharField()
+    invalid = serializers.BooleanField(help_text="The reason the row is rejected is this cell.")
+
+
+class PreviewRowSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    cells = PreviewCellSerializer(many=True)
+    reason = serializers.CharField(help_text="Why the import would reject the row, if it would.")
+    raw = serializers.CharField(help_text="The record as read, when it could not be parsed.")
+
+
+class PreviewSerializer(serializers.Serializer):
+    delimiter = serializers.CharField(source="dialect.delimiter")
+    encoding = serializers.CharField(source="dialect.encoding")
+    compression = serializers.CharField(source="dialect.compression")
+    notes = serializers.ListField(child=serializers.CharField(), help_text="What was detected.")
+    error = serializers.CharField(help_text="Why the file cannot be read with these settings.")
+    columns = MappedColumnSerializer(many=True, help_text="The mapping, one entry per column.")
+    missing = serializers.ListField(
+        child=serializers.CharField(), help_text="Required columns not mapped yet: start refuses."
+    )
+    fields = serializers.ListField(child=serializers.CharField(), help_text="Fields of `cells`.")
+    rows = PreviewRowSerializer(many=True, help_text=f"The first {review.SHOWN_ROWS} records.")
+    sampled = serializers.IntegerField(
+        help_text=f"Records (at most {review.SAMPLE_ROWS}) compared with the database."
+    )
+    outcomes = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Expected outcome counts of the sample (created, updated, unchanged, "
+        "skipped_manual, rejected); nothing is written.",
+    )
+    duplicates = serializers.IntegerField(help_text="Sample rows repeating an earlier Customer Id.")
 
 
 RefusalSerializer = inline_serializer(
@@ -242,6 +330,10 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         "undo": ["imports.undo_import"],
         "undo_cancel": ["imports.undo_import"],
         "undo_kept": ["imports.view_importstate"],
+        "preview": ["imports.view_importstate", "imports.start_import"],
+        "partial_update": ["imports.view_importstate", "imports.start_import"],
+        "start": ["imports.view_importstate", "imports.start_import"],
+        "dry_run": ["imports.view_importstate", "imports.start_import"],
     }
 
     def initialize_request(self, request, *args, **kwargs):
@@ -256,8 +348,11 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         description=(
             "Upload a CSV file (`multipart/form-data`, field `file`) or name a file in the "
             "server's import folder (`name`). The import is queued and run by the import "
-            "worker, one at a time; poll the returned `url` for progress. 409 when the same "
-            "file is already queued or running; 413 when an upload is over the size limit."
+            "worker, one at a time; poll the returned `url` for progress (202). With "
+            '`"review": true` it is created in review instead (201, status `review`): check '
+            "`.../preview/`, change its settings with PATCH, then POST `.../start/` or "
+            "`.../dry-run/`. 409 when the same file is already queued or running; 413 when an "
+            "upload is over the size limit."
         ),
         request={
             "multipart/form-data": ImportUploadSerializer,
@@ -265,6 +360,7 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         },
         responses={
             202: ImportStateSerializer,
+            201: OpenApiResponse(ImportStateSerializer, description="Created in review."),
             413: OpenApiResponse(RefusalSerializer, description="The file is over the limit."),
         },
     )
@@ -286,13 +382,88 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         options = {
             "overwrite_manual": form.validated_data["overwrite_manual"],
             "by_user": request.user,
+            "review": form.validated_data["review"],
         }
         if "file" in form.validated_data:
             state = services.import_enqueue_upload(form.validated_data["file"], **options)
         else:
             state = services.import_enqueue_path(form.validated_data["name"], **options)
         body = self.get_serializer(state).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        code = status.HTTP_201_CREATED if options["review"] else status.HTTP_202_ACCEPTED
+        return Response(body, status=code, headers={"Location": body["url"]})
+
+    @extend_schema(
+        summary="Change the settings of an import in review",
+        description=(
+            "How the file is read (`delimiter`, `encoding`, `compression`), the "
+            "`column_mapping` and `overwrite_manual`. Only while the import is in review "
+            "(409 otherwise); 400 with a message for a value that is not allowed. A new "
+            "delimiter, encoding or compression without a mapping proposes one again."
+        ),
+        request=ReviewSettingsSerializer,
+        responses={200: ImportStateSerializer},
+    )
+    def partial_update(self, request, pk=None):
+        state = self.get_object()
+        form = ReviewSettingsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        values = dict(form.validated_data)
+        if values.get("overwrite_manual") and not request.user.has_perm(
+            "imports.import_over_edits"
+        ):
+            raise PermissionDenied("You may not import over customers edited by hand.")
+        if "column_mapping" in values:
+            values["mapping"] = values.pop("column_mapping")
+        state = review.update_settings(state, **values)
+        return Response(self.get_serializer(state).data)
+
+    @extend_schema(
+        summary="Preview an import in review",
+        description=(
+            f"Reads only the head of the file: the detected dialect, the column mapping, "
+            f"the first {review.SHOWN_ROWS} records parsed into customer fields with the "
+            f"cell that makes a row invalid, and the expected outcome of the first "
+            f"{review.SAMPLE_ROWS:,} records, compared with the database read-only. A file "
+            "unreadable with the settings gives 200 with `error` set. 409 once started."
+        ),
+        responses={200: PreviewSerializer},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def preview(self, request, pk=None):
+        state = self.get_object()
+        review.check_in_review(state)
+        return Response(PreviewSerializer(review.preview(state)).data)
+
+    @extend_schema(
+        summary="Start an import in review",
+        description=(
+            "Queues it with its settings; the mapping is remembered for files with the same "
+            "header when it differs from the proposal. 400 when Customer Id or Email is not "
+            "mapped or the file cannot be read; 409 when it is not in review or its file is "
+            "already queued or running."
+        ),
+        request=None,
+        responses={202: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        state = review.start(self.get_object(), by_user=request.user)
+        return Response(self.get_serializer(state).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Validate a whole file: a dry run of an import in review",
+        description=(
+            "Queues it as a dry run: every row is read, validated and compared with the "
+            "database like an import, and no customer is written. Its counters and error "
+            "report are those of an import. Refusals as for start."
+        ),
+        request=None,
+        responses={202: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="dry-run")
+    def dry_run(self, request, pk=None):
+        state = review.start(self.get_object(), by_user=request.user, dry_run=True)
+        return Response(self.get_serializer(state).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Cancel a queued or running import",

@@ -1,9 +1,11 @@
 """Every status change of an import, in one place.
 
-    queue ──claim──> running ──complete──> completed
-      ^                │  │──fail───────> failed ──(transient: requeue)──┐
-      │                │  └──cancel / release(cancelled)──> cancelled ──┤
-      └──release(queued) / takeover / requeue ───────────────────────────┘
+    review ──start_review──┐
+                           v
+                         queue ──claim──> running ──complete──> completed
+                           ^                │  │──fail───────> failed ──(transient: requeue)──┐
+                           │                │  └──cancel / release(cancelled)──> cancelled ──┤
+                           └──release(queued) / takeover / requeue ───────────────────────────┘
 
 The engine, the services and the `run_import` command change an import's
 status only through these functions. Two database facts make them safe with
@@ -108,6 +110,41 @@ def queue(*, source_path: str, original_name: str, **fields) -> ImportState:
         if not ImportState.objects.for_source(source_path).active().exists():
             raise
         raise _already_active(source_path, name=original_name) from None
+
+
+def refuse_if_active(source_path: str, *, name: str) -> None:
+    """409 while the file is queued or running (a review of it could not be started)."""
+    if ImportState.objects.for_source(source_path).active().exists():
+        raise _already_active(source_path, name=name)
+
+
+def open_review(*, source_path: str, original_name: str, **fields) -> ImportState:
+    """A new import held in review: not queued until a person starts it (`start_review`)."""
+    return ImportState.objects.create(
+        status=ImportStatus.REVIEW, source_path=source_path, original_name=original_name, **fields
+    )
+
+
+def start_review(state: ImportState, *, dry_run: bool = False) -> ImportState:
+    """An import in review queued with its reviewed settings; refused (409) while its file
+    is queued or running already, or once it left the review."""
+    try:
+        with transaction.atomic():
+            changed = ImportState.objects.filter(pk=state.pk, status=ImportStatus.REVIEW).update(
+                status=ImportStatus.QUEUED, dry_run=dry_run
+            )
+    except IntegrityError:
+        raise _already_active(
+            state.source_path, name=state.original_name, exclude=state.pk
+        ) from None
+    _refresh(state)
+    if not changed:
+        raise ApplicationError(
+            f"Import #{state.pk} is {state.get_status_display().lower()}: "
+            "only an import in review can be started.",
+            code="conflict",
+        )
+    return state
 
 
 def requeue(state: ImportState, *, by=None) -> ImportState:

@@ -492,13 +492,14 @@ class CsvSource:
         return offset if self.stored is None else self.stored.tell()
 
     def read_header(self) -> Header:
-        return parse_header(self._header_record(), self.mapping)
+        return parse_header(self.header_record(), self.mapping)
 
     def read_header_names(self) -> list[str]:
         """The header names as written, whether or not they map: what a person maps."""
-        return self._header_record().fields
+        return self.header_record().fields
 
-    def _header_record(self) -> Record:
+    def header_record(self) -> Record:
+        """The header row as read, before its names are mapped (the review shows them)."""
         self.fp.seek(0)
         head = self.fp.read(4096)
         _check_head(head, self.dialect)

@@ -32,6 +32,7 @@ from .dialect import Dialect, detect
 from .files import check_import_file, fingerprint
 from .models import ImportState, ImportUndoRow
 from .reader import FatalImportError, sniff
+from .review import create_for_review
 
 # The imports' name for the project's one application error (see customerpanel.errors).
 ImportRefused = ApplicationError
@@ -147,30 +148,42 @@ def _enqueue(
     batch_size: int | None = None,
     column_mapping: list[str] | None = None,
     dialect: Dialect | None = None,
+    review: bool = False,
 ) -> ImportState:
     dialect = check_csv_file(path, dialect)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
-    return leases.queue(
-        source_path=str(path),
-        original_name=original_name[:255],
-        uploaded=uploaded,
-        file_size=recorded.size,
-        file_mtime=recorded.mtime,
-        file_digest=recorded.digest,
-        overwrite_manual=overwrite_manual,
-        batch_size=batch_size or settings.IMPORT_BATCH_SIZE,
-        created_by=_person(by_user),
-        column_mapping=column_mapping or [],
-        delimiter=dialect.delimiter,
-        encoding=dialect.encoding,
-        compression=dialect.compression,
-    )
+    fields = {
+        "source_path": str(path),
+        "original_name": original_name[:255],
+        "uploaded": uploaded,
+        "file_size": recorded.size,
+        "file_mtime": recorded.mtime,
+        "file_digest": recorded.digest,
+        "overwrite_manual": overwrite_manual,
+        "batch_size": batch_size or settings.IMPORT_BATCH_SIZE,
+        "created_by": _person(by_user),
+        "column_mapping": column_mapping or [],
+        "delimiter": dialect.delimiter,
+        "encoding": dialect.encoding,
+        "compression": dialect.compression,
+    }
+    if review:
+        return create_for_review(path, **fields)
+    return leases.queue(**fields)
 
 
 def import_enqueue_path(
-    name: str, *, overwrite_manual: bool = False, by_user=None, dialect: Dialect | None = None
+    name: str,
+    *,
+    overwrite_manual: bool = False,
+    by_user=None,
+    dialect: Dialect | None = None,
+    review: bool = False,
 ) -> ImportState:
-    """Queue a file of IMPORT_DIR; `dialect` (how to read it) overrides detection."""
+    """Queue a file of IMPORT_DIR, or with `review` hold it for review (imports.review).
+
+    `dialect` (how to read it) overrides detection.
+    """
     path = resolve_import_path(name)
     return _enqueue(
         path,
@@ -179,6 +192,7 @@ def import_enqueue_path(
         overwrite_manual=overwrite_manual,
         by_user=by_user,
         dialect=dialect,
+        review=review,
     )
 
 
@@ -188,8 +202,9 @@ def import_enqueue_upload(
     overwrite_manual: bool = False,
     by_user=None,
     dialect: Dialect | None = None,
+    review: bool = False,
 ) -> ImportState:
-    """Keep an uploaded file under MEDIA_ROOT/uploads and queue it.
+    """Keep an uploaded file under MEDIA_ROOT/uploads and queue it (or hold it for review).
 
     Django has already streamed the upload to a temporary file; it is moved,
     never read into memory.
@@ -226,6 +241,7 @@ def import_enqueue_upload(
             overwrite_manual=overwrite_manual,
             by_user=by_user,
             dialect=dialect,
+            review=review,
         )
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)

@@ -47,6 +47,14 @@ class Rejection:
     raw: str
 
 
+def failing_field(reason: str) -> str | None:
+    """The field a rejection's reason is about (reasons start with its label), if one."""
+    for name, label in LABELS.items():
+        if reason.startswith(f"{label} "):
+            return name
+    return None
+
+
 def raw_text(fields: list[str]) -> str:
     """The row as CSV text again, cut to a few KB (visibly) for the error report."""
     out = io.StringIO()

@@ -29,9 +29,10 @@ from django_htmx.http import reswap
 from customerpanel.csvfiles import csv_download
 from customers.models import Customer
 
-from . import services, undo
+from . import review, services, undo
+from .dialect import DELIMITERS
 from .forms import ImportFolderForm, ImportUploadForm
-from .models import ImportState, ImportStatus, ImportUndo
+from .models import Compression, ImportState, ImportStatus, ImportUndo
 from .outcomes import COUNTER_FIELDS, COUNTERS, OUTCOME_LABELS
 from .uploads import (
     human_size,
@@ -140,7 +141,9 @@ def _import_upload(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a CSV file to upload.")
         return redirect("imports:list")
-    return _enqueue(request, services.import_enqueue_upload, form.cleaned_data["file"], form)
+    return _hold_for_review(
+        request, services.import_enqueue_upload, form.cleaned_data["file"], form
+    )
 
 
 @require_POST
@@ -150,22 +153,26 @@ def import_from_folder(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose one of the files in the import folder.")
         return redirect("imports:list")
-    return _enqueue(request, services.import_enqueue_path, form.cleaned_data["name"], form)
+    return _hold_for_review(request, services.import_enqueue_path, form.cleaned_data["name"], form)
 
 
-def _enqueue(request: HttpRequest, enqueue, source, form) -> HttpResponse:
+def _hold_for_review(request: HttpRequest, enqueue, source, form) -> HttpResponse:
+    """A new import in review: the person checks how it is read, then starts it."""
     if form.cleaned_data.get("overwrite_manual") and not request.user.has_perm(
         "imports.import_over_edits"
     ):
         raise PermissionDenied("You may not import over customers edited by hand.")
     try:
         state = enqueue(
-            source, overwrite_manual=form.cleaned_data["overwrite_manual"], by_user=request.user
+            source,
+            overwrite_manual=form.cleaned_data["overwrite_manual"],
+            by_user=request.user,
+            review=True,
         )
     except services.ImportRefused as exc:
         messages.error(request, exc.message)
         return redirect("imports:list")
-    return _started(request, state)
+    return redirect("imports:review", pk=state.pk)
 
 
 def _started(request: HttpRequest, state: ImportState) -> HttpResponse:
@@ -186,6 +193,8 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ImportState.objects.select_related("created_by", "cancelled_by", "resumed_by", "undo"),
         pk=pk,
     )
+    if state.status == ImportStatus.REVIEW:
+        return redirect("imports:review", pk=state.pk)
     said, announcement = _announcement(state)
     # What the page shows, carried by the next poll: the answer re-sends the buttons, the
     # recent rows and the spoken news only when they changed, never the focused button.
@@ -403,3 +412,99 @@ def import_undo_kept_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse
 def undo_kept_response(job: ImportUndo) -> StreamingHttpResponse:
     """The customers an undo left alone, with the reason, as a CSV download."""
     return csv_download(undo.undo_kept_lines(job), f"import-{job.import_state_id}-undo-kept.csv")
+
+
+# --- Review before import ------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+@permission_required("imports.start_import", raise_exception=True)
+def import_review(request: HttpRequest, pk: int) -> HttpResponse:
+    """The review page; a POST (Apply) changes the settings and shows the preview again."""
+    state = get_object_or_404(ImportState, pk=pk)
+    if state.status != ImportStatus.REVIEW:
+        messages.info(request, f"Import #{state.pk} is {state.get_status_display().lower()}.")
+        return redirect("imports:detail", pk=state.pk)
+    error = ""
+    if request.method == "POST":
+        try:
+            review.update_settings(state, **_posted_settings(request, state))
+        except services.ImportRefused as exc:
+            error = exc.message
+    context = _review_context(state, error)
+    if _wants_fragment(request):
+        return render(request, "imports/import_review.html#applied", context | {"oob": True})
+    return render(request, "imports/import_review.html", context, status=400 if error else 200)
+
+
+@require_POST
+@permission_required("imports.start_import", raise_exception=True)
+def import_review_start(request: HttpRequest, pk: int) -> HttpResponse:
+    """Start (or dry-run) the import with the settings on the page, applied first."""
+    state = get_object_or_404(ImportState, pk=pk)
+    dry_run = request.POST.get("dry_run") == "1"
+    try:
+        review.update_settings(state, **_posted_settings(request, state))
+        review.start(state, by_user=request.user, dry_run=dry_run)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        if state.status == ImportStatus.REVIEW:
+            return redirect("imports:review", pk=state.pk)
+        return redirect("imports:detail", pk=state.pk)
+    if dry_run:
+        messages.success(
+            request,
+            f"Dry run #{state.pk} of {state.original_name} is queued: it checks the whole "
+            "file and writes no customer.",
+        )
+        return redirect("imports:detail", pk=state.pk)
+    return _started(request, state)
+
+
+@require_POST
+@permission_required("imports.start_import", raise_exception=True)
+def import_review_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    state = get_object_or_404(ImportState, pk=pk)
+    try:
+        review.discard(state)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        return _back(request, state)
+    messages.success(request, f"Import #{pk} of {state.original_name} discarded.")
+    return redirect("imports:list")
+
+
+def _posted_settings(request: HttpRequest, state: ImportState) -> dict:
+    """The review form's values for `review.update_settings` (which checks them)."""
+    posted = {
+        name: request.POST[name]
+        for name in ("delimiter", "encoding", "compression")
+        if name in request.POST
+    }
+    if "delimiter" in posted:
+        posted["delimiter"] = review.DELIMITER_BY_NAME.get(posted["delimiter"], posted["delimiter"])
+    rereading = any(
+        posted.get(name, getattr(state, name)) != getattr(state, name) for name in posted
+    )
+    # The mapping's selects are for the header as read before: a new reading proposes anew.
+    if "mapping" in request.POST and not rereading:
+        posted["mapping"] = request.POST.getlist("mapping")
+    overwrite = request.POST.get("overwrite_manual") == "on"
+    if request.user.has_perm("imports.import_over_edits"):
+        posted["overwrite_manual"] = overwrite
+    elif overwrite:
+        raise PermissionDenied("You may not import over customers edited by hand.")
+    return posted
+
+
+def _review_context(state: ImportState, error: str = "") -> dict:
+    shown = review.preview(state)
+    return {
+        "state": state,
+        "preview": shown,
+        "error": error,
+        "delimiters": [(name, name.capitalize(), char) for char, name in DELIMITERS.items()],
+        "encodings": review.ENCODINGS,
+        "compressions": Compression.choices,
+        "field_choices": review.field_choices(),
+        "shown_rows": review.SHOWN_ROWS,
+    }

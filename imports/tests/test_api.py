@@ -208,9 +208,11 @@ def test_missing_imports_are_404(api_client):
 
 def test_imports_cannot_be_edited_or_deleted(api_client, sample):
     state = services.import_enqueue_path("sample.csv")
-    for method in ("put", "patch", "delete"):
+    for method in ("put", "delete"):
         response = getattr(api_client, method)(f"{URL}{state.pk}/", {}, format="json")
         assert response.status_code == 405, method
+    # Only an import in review has settings to change (see test_review).
+    assert api_client.patch(f"{URL}{state.pk}/", {}, format="json").status_code == 409
     assert ImportState.objects.get().status == ImportStatus.QUEUED
 
 
@@ -284,13 +286,16 @@ def test_the_schema_documents_every_import_endpoint(api_client):
     schema = yaml.safe_load(response.content)
     paths = schema["paths"]
     assert set(paths[URL]) == {"get", "post"}
-    assert set(paths[URL + "{id}/"]) == {"get"}
+    assert set(paths[URL + "{id}/"]) == {"get", "patch"}
+    assert set(paths[URL + "{id}/preview/"]) == {"get"}
+    assert set(paths[URL + "{id}/start/"]) == {"post"}
+    assert set(paths[URL + "{id}/dry-run/"]) == {"post"}
     assert set(paths[URL + "{id}/cancel/"]) == {"post"}
     assert set(paths[URL + "{id}/resume/"]) == {"post"}
     assert "text/csv" in paths[URL + "{id}/errors/"]["get"]["responses"]["200"]["content"]
     create = paths[URL]["post"]
     assert set(create["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
-    assert {"202", "400", "409", "413"} <= set(create["responses"])
+    assert {"201", "202", "400", "409", "413"} <= set(create["responses"])
 
 
 # --- One queued-or-running import per file (defect 6) ---

@@ -80,6 +80,12 @@ def worker_held(pk: int):
         yield ImportState.objects.get(pk=pk)
 
 
+def start_reviewed(page) -> None:
+    """On the review page an upload or a folder pick leads to: start the import as proposed."""
+    page.wait_for_url(re.compile(r"/imports/\d+/review/$"))
+    page.get_by_role("button", name="Start import").click()
+
+
 def import_pk(page) -> int:
     page.wait_for_url(re.compile(r"/imports/\d+/$"))
     return int(page.url.rstrip("/").rsplit("/", 1)[1])
@@ -115,7 +121,8 @@ def test_upload_watch_progress_refresh_and_download_the_error_report(
 
     path = customers_file(tmp_path / "customers.csv")
     page.get_by_label("CSV file", exact=True).set_input_files(path)
-    page.get_by_role("button", name="Upload and import").click()
+    page.get_by_role("button", name="Upload and review").click()
+    start_reviewed(page)
     pk = import_pk(page)
     expect(page.get_by_text(f"Import #{pk} of customers.csv is queued.")).to_be_visible()
 
@@ -183,7 +190,8 @@ def test_cancel_a_running_import_then_resume_it(page, import_worker, import_dir,
     customers_file(import_dir / "big.csv")
     page.goto("/imports/")
     page.get_by_label("big.csv").check()
-    page.get_by_role("button", name="Import selected file").click()
+    page.get_by_role("button", name="Review selected file").click()
+    start_reviewed(page)
     pk = import_pk(page)
 
     progressed(pk, 2 * BATCH_SIZE)
@@ -229,7 +237,8 @@ def test_reimport_skips_customers_edited_by_hand_unless_asked(
 
     page.goto("/imports/")
     page.get_by_label("small.csv").check()
-    page.get_by_role("button", name="Import selected file").click()
+    page.get_by_role("button", name="Review selected file").click()
+    start_reviewed(page)
     import_pk(page)
     expect_status(page, "completed")
     expect_counters(
@@ -243,7 +252,8 @@ def test_reimport_skips_customers_edited_by_hand_unless_asked(
     page.goto("/imports/")
     page.get_by_label("small.csv").check()
     page.locator("#folder_overwrite_manual").check()
-    page.get_by_role("button", name="Import selected file").click()
+    page.get_by_role("button", name="Review selected file").click()
+    start_reviewed(page)
     import_pk(page)
     expect_status(page, "completed")
     expect_counters(page, rows_skipped_manual=0, rows_updated=1, rows_unchanged=119)
@@ -267,13 +277,13 @@ def test_an_upload_over_the_limit_is_refused_in_the_browser_and_on_the_server(
     # The browser refuses before sending a byte...
     message = "File is larger than the 48.8 KB limit."
     assert file_input.evaluate("el => el.validationMessage") == message
-    page.get_by_role("button", name="Upload and import").click()
+    page.get_by_role("button", name="Upload and review").click()
     assert page.url.endswith("/imports/")
     assert not ImportState.objects.exists()
 
     # ...and without that check, the server stops reading at the limit and says why.
     file_input.evaluate("el => { el.removeAttribute('onchange'); el.setCustomValidity(''); }")
-    page.get_by_role("button", name="Upload and import").click()
+    page.get_by_role("button", name="Upload and review").click()
     expect(page.get_by_text(message)).to_be_visible()
     assert not ImportState.objects.exists()
     assert not (settings.MEDIA_ROOT / "uploads").exists()
@@ -317,12 +327,15 @@ def test_keyboard_reaches_the_upload_field_and_the_import_buttons(
     page.goto("/imports/")
     assert_accessible(page)
     tab_to(page, page.get_by_label("CSV file", exact=True))
-    tab_to(page, page.get_by_role("button", name="Upload and import"))
+    tab_to(page, page.get_by_role("button", name="Upload and review"))
     file_choice = page.get_by_label("big.csv")
     tab_to(page, file_choice)
     page.keyboard.press("Space")
     expect(file_choice).to_be_checked()
-    tab_to(page, page.get_by_role("button", name="Import selected file"))
+    tab_to(page, page.get_by_role("button", name="Review selected file"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/imports/\d+/review/$"))
+    tab_to(page, page.get_by_role("button", name="Start import"))
     page.keyboard.press("Enter")
     pk = import_pk(page)
     assert ImportState.objects.get(pk=pk).original_name == "big.csv"
@@ -420,3 +433,54 @@ def test_resume_on_the_list_keeps_focus_while_another_import_polls(
         ImportStatus.RUNNING,
         ImportStatus.COMPLETED,
     )
+
+
+# --- Review before import ----------------------------------------------------------
+def test_review_an_upload_map_an_unknown_column_by_hand_and_import_it(
+    page, import_worker, tmp_path, assert_accessible
+):
+    from imports.tests.helpers import HEADER
+
+    odd = [("E-Mail Address" if name == "Email" else name) for name in HEADER]
+    rows = [row(n) for n in range(1, 31)]
+    rows[2] = row(3, subscription_date="2021-02-30")
+    path = write_csv(tmp_path / "odd.csv", rows, header=odd)
+    page.goto("/imports/")
+    page.get_by_label("CSV file", exact=True).set_input_files(path)
+    page.get_by_role("button", name="Upload and review").click()
+    page.wait_for_url(re.compile(r"/imports/\d+/review/$"))
+    expect(page.get_by_text("Not mapped yet: Email.")).to_be_visible()
+    expect(page.locator("#column-9-state")).to_have_text("Needs a choice: unknown name")
+    expect(page.locator("table.review-rows tbody tr")).to_have_count(20)
+    expect(page.locator("td.invalid")).to_have_count(0)  # not validated before Email is mapped
+    shot(page, "review_unmapped", full_page=True)
+    assert_accessible(page)
+
+    page.get_by_label("E-Mail Address").select_option("email")
+    apply = page.get_by_role("button", name="Apply and preview")
+    apply.click()
+    expect(page.locator("#review-status")).to_have_text("Preview updated.")
+    expect(page.get_by_text("Not mapped yet")).to_have_count(0)
+    expect(page.locator("#column-9-state")).to_have_text("Chosen by you")
+    expect(page.locator('[data-outcome="created"]')).to_have_text("29")
+    expect(page.locator('[data-outcome="rejected"]')).to_have_text("1")
+    expect(apply).to_be_focused()  # the swap leaves the focused button alone
+    expect(page.locator("td.invalid")).to_have_count(1)
+    expect(page.locator("td.invalid")).to_contain_text("2021-02-30 (invalid)")
+    expect(page.locator("tr.rejected")).to_contain_text("not a valid YYYY-MM-DD date")
+    shot(page, "review_mapped", full_page=True)
+    assert_accessible(page)
+    assert not Customer.objects.exists()  # nothing is written before Start
+
+    # The list shows it in review; its link leads back to the review, as it was left.
+    page.goto("/imports/")
+    expect(page.locator("#import-history .badge.review")).to_have_text("In review")
+    shot(page, "list_in_review", full_page=True)
+    page.get_by_role("link", name="Review import").click()
+    expect(page.locator("#column-9-state")).to_have_text("Chosen by you")
+    page.get_by_role("button", name="Start import").click()
+    pk = import_pk(page)
+    expect_status(page, "completed")
+    expect_counters(page, rows_created=29, rows_rejected=1)
+    assert ImportState.objects.get(pk=pk).column_mapping[9] == "email"
+    assert Customer.objects.get(customer_id="ID2").email == "ann2@example.com"

@@ -6,7 +6,14 @@ from customers.models import CSV_HEADER, IMPORTED_FIELDS
 from imports.columns import LABELS
 from imports.reader import BadRecord, Header, Record, report_raw
 from imports.tests.helpers import HEADER, row
-from imports.validation import MAX_LENGTHS, CleanRecord, Rejection, Validator, raw_text
+from imports.validation import (
+    MAX_LENGTHS,
+    CleanRecord,
+    Rejection,
+    Validator,
+    failing_field,
+    raw_text,
+)
 
 HEADER_FIELDS = [None, *IMPORTED_FIELDS]  # "Index" maps to no field
 
@@ -235,3 +242,18 @@ def test_columns_missing_from_the_header_are_empty_values():
     values = dict(zip(IMPORTED_FIELDS, result.values, strict=True))
     assert values["phone_2"] == "" and values["website"] == ""
     assert values["phone_1"] == "+51 1 555" and values["email"] == "ann3@example.com"
+
+
+@pytest.mark.parametrize(
+    "reason, field",
+    [
+        ("Customer Id is empty", "customer_id"),
+        ("Email 'x' is not a valid email address", "email"),
+        ("Phone 2 is longer than 50 characters (51)", "phone_2"),
+        ("Subscription Date '2021-13-01' is not a valid YYYY-MM-DD date", "subscription_date"),
+        ("expected 13 fields, found 12", None),
+        ("row is not valid UTF-8 (byte 0xe9 at position 3)", None),
+    ],
+)
+def test_failing_field_names_the_cell_a_reason_is_about(reason, field):
+    assert failing_field(reason) == field

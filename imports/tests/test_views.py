@@ -110,7 +110,7 @@ def test_empty_state_explains_what_to_do(client_logged_in, import_dir):
     html = response.content.decode()
     assert "No imports yet." in html
     assert f"No CSV files in <code>{import_dir.resolve()}</code>" in html
-    assert "Upload and import" in html
+    assert "Upload and review" in html
     assert 'id="import-history"' in html and "hx-trigger" not in html
 
 
@@ -177,7 +177,7 @@ def test_history_pages_by_keyset_without_counting(client_logged_in, import_dir):
 
 
 # --- Starting imports ---
-def test_upload_queues_an_import_with_the_file_kept_under_media_root(
+def test_upload_goes_to_its_review_then_queues_with_the_file_kept_under_media_root(
     client_logged_in, import_dir, settings, user
 ):
     response = client_logged_in.post(
@@ -186,8 +186,14 @@ def test_upload_queues_an_import_with_the_file_kept_under_media_root(
         follow=True,
     )
     state = ImportState.objects.get()
+    assert response.redirect_chain == [(f"/imports/{state.pk}/review/", 302)]
+    assert state.status == ImportStatus.REVIEW
+    response = client_logged_in.post(
+        f"/imports/{state.pk}/review/start/", {"overwrite_manual": "on"}, follow=True
+    )
     assert response.redirect_chain == [(f"/imports/{state.pk}/", 302)]
     assert f"Import #{state.pk} of people.csv is queued." in messages_of(response)
+    state.refresh_from_db()
     assert state.status == ImportStatus.QUEUED
     assert state.uploaded and state.overwrite_manual and state.created_by == user
     kept = state.source_path
@@ -244,12 +250,13 @@ def test_bad_uploads_are_refused_with_a_message(client_logged_in, import_dir, up
     assert not ImportState.objects.exists()
 
 
-def test_choosing_a_folder_file_queues_it(client_logged_in, sample, user):
+def test_choosing_a_folder_file_holds_it_for_review(client_logged_in, sample, user):
     response = client_logged_in.post(
         "/imports/from-folder/", {"name": "sample.csv", "overwrite_manual": "on"}, follow=True
     )
     state = ImportState.objects.get()
-    assert response.redirect_chain == [(f"/imports/{state.pk}/", 302)]
+    assert response.redirect_chain == [(f"/imports/{state.pk}/review/", 302)]
+    assert state.status == ImportStatus.REVIEW
     assert (state.original_name, state.uploaded, state.overwrite_manual) == (
         "sample.csv",
         False,
@@ -278,8 +285,10 @@ def test_starting_while_another_runs_queues_it_and_the_same_file_twice_is_refuse
     write_csv(sample.parent / "other.csv", [row(9)])
     first = services.import_enqueue_path("sample.csv")
     services.import_claim(first, WORKER)
-    response = client_logged_in.post("/imports/from-folder/", {"name": "other.csv"}, follow=True)
+    client_logged_in.post("/imports/from-folder/", {"name": "other.csv"})
     second = ImportState.objects.latest("id")
+    response = client_logged_in.post(f"/imports/{second.pk}/review/start/", follow=True)
+    second.refresh_from_db()
     assert second.status == ImportStatus.QUEUED
     assert "it starts when the imports before it are done" in messages_of(response)[0]
 
@@ -469,8 +478,7 @@ def test_an_uploaded_file_with_a_file_error_asks_for_a_corrected_upload(
     client_logged_in, import_dir
 ):
     bad = SimpleUploadedFile("x.csv", b"Name\nAnn\n", content_type="text/csv")
-    client_logged_in.post("/imports/upload/", {"file": bad})
-    state = ImportState.objects.get()
+    state = services.import_enqueue_upload(bad)  # queued directly, as the API does
     run_queue()
     html = client_logged_in.get(f"/imports/{state.pk}/").content.decode()
     assert "Upload the corrected file" in html and "Resume import" not in html
@@ -485,16 +493,22 @@ def test_the_same_file_twice_is_refused_with_a_message(client_logged_in, sample)
 
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_starts_from_the_page_queue_the_file_once(user, import_dir):
-    """Defect 6 on the pages: four browsers, each on its own thread and connection."""
+    """Defect 6 on the pages: four browsers, each on its own thread and connection, each
+    starting its own review of the same file."""
     write_csv(import_dir / "same.csv", [row(1)])
+    reviews = iter([services.import_enqueue_path("same.csv", review=True) for _ in range(4)])
     landed: list[str] = []
 
     def start():
         client = Client()
         client.force_login(user)
-        response = client.post("/imports/from-folder/", {"name": "same.csv"})
+        response = client.post(f"/imports/{next(reviews).pk}/review/start/")
         landed.append(response["Location"])
 
     at_once(start)
-    state = ImportState.objects.get()
-    assert sorted(landed) == sorted([f"/imports/{state.pk}/", LIST, LIST, LIST])
+    state = ImportState.objects.get(status=ImportStatus.QUEUED)
+    others = ImportState.objects.filter(status=ImportStatus.REVIEW).order_by("pk")
+    assert others.count() == 3
+    assert sorted(landed) == sorted(
+        [f"/imports/{state.pk}/", *(f"/imports/{other.pk}/review/" for other in others)]
+    )
