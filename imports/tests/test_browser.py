@@ -441,7 +441,7 @@ def test_review_an_upload_map_an_unknown_column_by_hand_and_import_it(
 ):
     from imports.tests.helpers import HEADER
 
-    odd = [("E-Mail Address" if name == "Email" else name) for name in HEADER]
+    odd = [("Reach Them At" if name == "Email" else name) for name in HEADER]
     rows = [row(n) for n in range(1, 31)]
     rows[2] = row(3, subscription_date="2021-02-30")
     path = write_csv(tmp_path / "odd.csv", rows, header=odd)
@@ -456,7 +456,7 @@ def test_review_an_upload_map_an_unknown_column_by_hand_and_import_it(
     shot(page, "review_unmapped", full_page=True)
     assert_accessible(page)
 
-    page.get_by_label("E-Mail Address").select_option("email")
+    page.get_by_label("Reach Them At").select_option("email")
     apply = page.get_by_role("button", name="Apply and preview")
     apply.click()
     expect(page.locator("#review-status")).to_have_text("Preview updated.")
