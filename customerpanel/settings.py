@@ -193,6 +193,10 @@ IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=10_000)
 IMPORT_MAX_ROW_BYTES = env.int("IMPORT_MAX_ROW_BYTES", default=1024 * 1024)
 # A running import whose heartbeat is older than this is taken over by a worker.
 IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)
+# An import pauses itself when more than this share of its first rows is rejected
+# (a wrong mapping or delimiter); 0 rows turns the check off. See imports.engine.
+IMPORT_ERROR_THRESHOLD_ROWS = env.int("IMPORT_ERROR_THRESHOLD_ROWS", default=1000)
+IMPORT_ERROR_THRESHOLD_SHARE = env.float("IMPORT_ERROR_THRESHOLD_SHARE", default=0.5)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

@@ -22,6 +22,14 @@ Design, and why:
   row stamps its Customer Id with the import's id (CustomerStamp), so a later
   row with the same id, in this batch or any other, before or after a resume,
   counts as a duplicate in file: the counter is exact and costs no memory.
+- Early-rejection check: once the checkpoint passes the first
+  IMPORT_ERROR_THRESHOLD_ROWS rows (the first batch ends there), an import
+  whose rejected share is above IMPORT_ERROR_THRESHOLD_SHARE pauses itself: a
+  wrong column mapping or delimiter rejects nearly every row, and a person
+  should look before millions of rejections pile up. The batches committed
+  stay (their rows are correct). The check is made once (`threshold_passed`)
+  and waived by a resume; a file shorter than that simply completes, and a dry
+  run (the place to see every error) never pauses.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from . import leases
@@ -73,11 +82,13 @@ def read_chunks(
     line: int,
     batch_size: int,
     prepare_line: Callable[[tuple], str] | None = None,
+    first_batch_size: int | None = None,
 ) -> Iterator[Chunk]:
     clean: list[CleanRecord] = []
     rejected: list[Rejection] = []
     start = offset
     item = None
+    size = first_batch_size or batch_size
     try:
         for item in source.records(offset, line):
             checked = validator(item)
@@ -87,12 +98,9 @@ def read_chunks(
                 clean.append(checked)
             else:
                 rejected.append(checked)
-            if (
-                len(clean) + len(rejected) >= batch_size
-                or item.end_offset - start >= MAX_BATCH_BYTES
-            ):
+            if len(clean) + len(rejected) >= size or item.end_offset - start >= MAX_BATCH_BYTES:
                 yield Chunk(clean, rejected, item.end_offset, item.end_line)
-                clean, rejected, start = [], [], item.end_offset
+                clean, rejected, start, size = [], [], item.end_offset, batch_size
     except FatalImportError:
         # The rows read before the fatal problem are sound: commit them, then fail.
         if clean or rejected:
@@ -190,6 +198,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
                         customer_id=r.customer_id[:255],
                         reason=r.reason[:500],
                         raw=r.raw,
+                        cells=r.cells,
                     )
                     for r in chunk.rejected
                 ]
@@ -242,6 +251,7 @@ def run_import(
                         columns_used=header.used,
                         columns_ignored=header.ignored,
                         columns_absent=header.absent,
+                        report_fields=[name for name in header.fields if name],
                         bytes_processed=header.data_offset,
                         lines_processed=header.data_line,
                     )
@@ -260,10 +270,14 @@ def run_import(
                 state.lines_processed,
                 state.batch_size,
                 writer.prepare_line,
+                first_batch_size=_rows_before_check(state),
             )
             for chunk in prefetch(chunks, stop_reading):
                 commit_chunk(state, lease, writer, chunk)
                 on_progress(state)
+                if _paused_for_rejections(state, lease):
+                    on_progress(state)
+                    return state
                 if should_stop():
                     return state
     except FatalImportError as exc:
@@ -275,3 +289,36 @@ def run_import(
     leases.complete(state, lease)
     on_progress(state)
     return state
+
+
+# --- Early-rejection check ---------------------------------------------------------
+def _checks_rejections(state: ImportState) -> bool:
+    return bool(settings.IMPORT_ERROR_THRESHOLD_ROWS) and not (
+        state.threshold_passed or state.dry_run
+    )
+
+
+def _rows_before_check(state: ImportState) -> int | None:
+    """The first batch's size when it must end where the check is made, else None."""
+    left = settings.IMPORT_ERROR_THRESHOLD_ROWS - state.rows_processed
+    if _checks_rejections(state) and 0 < left < state.batch_size:
+        return left
+    return None
+
+
+def _paused_for_rejections(state: ImportState, lease: int) -> bool:
+    """Once past the first rows: pause if most were rejected, else never check again."""
+    if not _checks_rejections(state) or state.rows_processed < settings.IMPORT_ERROR_THRESHOLD_ROWS:
+        return False
+    share = state.rows_rejected / state.rows_processed
+    if share <= settings.IMPORT_ERROR_THRESHOLD_SHARE:
+        leases.pass_threshold(state, lease)
+        return False
+    leases.pause(
+        state,
+        lease,
+        f"Paused: {state.rows_rejected:,} of the first {state.rows_processed:,} rows were "
+        "rejected — the mark of a wrong column mapping or delimiter. Check the error report, "
+        "then resume or cancel.",
+    )
+    return True

@@ -162,12 +162,10 @@ def test_upload_watch_progress_refresh_and_download_the_error_report(
     assert download.suggested_filename == f"import-{pk}-errors.csv"
     with open(download.path(), newline="") as fp:
         report = list(csv.reader(fp))
-    assert report[0] == ["Line", "Customer Id", "Reason", "Row"]
+    assert report[0][:3] == ["Line", "Reason", "Customer Id"]
     assert [int(line[0]) for line in report[1:]] == sorted(n + 1 for n in BAD)
-    assert report[1 + sorted(BAD).index(FORMULA_ROW)][:2] == [
-        str(FORMULA_ROW + 1),
-        "'" + FORMULA_ID,
-    ]
+    formula_row = report[1 + sorted(BAD).index(FORMULA_ROW)]
+    assert [formula_row[0], formula_row[2]] == [str(FORMULA_ROW + 1), "'" + FORMULA_ID]
 
     # The same pages at phone width.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -204,23 +204,36 @@ def test_resume_refuses_a_changed_file(csv_in_dir):
 
 
 def test_error_report_neutralises_formulas_and_streams_every_row():
-    state = ImportState.objects.create(source_path="/x", original_name="x")
+    state = ImportState.objects.create(
+        source_path="/x", original_name="x", report_fields=["email", "customer_id"]
+    )
     ImportRejection.objects.bulk_create(
         ImportRejection(
             import_state=state,
             line_number=n,
             customer_id=f"=C{n}",
             reason="Email '@evil' is not valid",
-            raw='=HYPERLINK("x")',
+            raw=f'@evil,=C{n},=HYPERLINK("x")',
+            cells=["@evil", f"=C{n}"],
         )
         for n in range(2, 5003)
     )
     text = "".join(services.error_report_lines(state, chunk_size=1000))
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["Line", "Customer Id", "Reason", "Row"]
+    assert rows[0] == ["Line", "Reason", "Email", "Customer Id"]
     assert len(rows) == 5002
-    assert rows[1] == ["2", "'=C2", "Email '@evil' is not valid", '\'=HYPERLINK("x")']
+    assert rows[1] == ["2", "Email '@evil' is not valid", "'@evil", "'=C2"]
     assert [int(r[0]) for r in rows[1:]] == list(range(2, 5003))
+
+
+def test_a_row_without_cells_is_reported_with_its_text_in_the_reason():
+    """A row the csv module could not split: empty cells, so it is rejected again as it is."""
+    state = ImportState.objects.create(
+        source_path="/x", original_name="x", report_fields=["customer_id", "email"]
+    )
+    state.rejections.create(line_number=3, reason="unclosed quote", raw='=ID1,"a@x.org')
+    rows = list(csv.reader(io.StringIO("".join(services.error_report_lines(state)))))
+    assert rows[1] == ["3", 'unclosed quote. The row as read: =ID1,"a@x.org', "", ""]
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])

@@ -1,6 +1,7 @@
 """run_import: import one CSV file in the foreground, or run the import worker.
 
     manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
+                              [--dry-run]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
@@ -8,7 +9,16 @@ imports/engine.py), so a killed run loses nothing: running the same command on
 the same file resumes where the last committed batch ended, and a worker takes
 over an import whose worker died. A foreground run refused because another
 import is running leaves nothing behind; `--queue` hands the file to the
-worker instead of running it here.
+worker instead of running it here. `--dry-run` reads, checks and compares the
+whole file and writes no customer: the summary gives the counters the import
+would produce and the error report (with `--queue`, the worker runs the dry run
+and its page shows them). Running it again resumes an unfinished dry run; a dry
+run and an import of the same file never resume each other.
+
+An import that pauses itself (most of its first rows rejected, see
+imports/engine.py) exits with code 3 like an interrupted one: look at the error
+report, then run the same command again to go on anyway, or fix the file and
+use --restart.
 
 Stopping: SIGTERM or Ctrl-C finishes the batch in flight; a second one stops
 at once (the batch in flight rolls back). Either way a foreground import is
@@ -70,6 +80,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Queue the file for the import worker instead of importing it here.",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Read, check and compare the whole file; write no customer.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -84,6 +99,10 @@ class Command(BaseCommand):
         if options["worker"]:
             if options["path"]:
                 raise CommandError("Give either a PATH or --worker, not both.")
+            if options["dry_run"]:
+                raise CommandError(
+                    "--dry-run is for one file (PATH); the worker runs each import as queued."
+                )
             try:
                 return self.run_worker(poll=options["poll"], once=options["once"])
             except StopNow:
@@ -102,6 +121,7 @@ class Command(BaseCommand):
                 overwrite_manual=options["overwrite_manual"],
                 restart=options["restart"],
                 queue=options["queue"],
+                dry_run=options["dry_run"],
             )
         except StopNow:  # before or after the import loop: whatever we hold is cancelled
             self._release_own(status=ImportStatus.CANCELLED)
@@ -136,7 +156,9 @@ class Command(BaseCommand):
                     raise
 
     # --- foreground -------------------------------------------------------------------
-    def run_foreground(self, path: Path, *, batch_size, overwrite_manual, restart, queue):
+    def run_foreground(
+        self, path: Path, *, batch_size, overwrite_manual, restart, queue, dry_run=False
+    ):
         try:
             state, resumed = services.import_for_command(
                 path,
@@ -144,27 +166,29 @@ class Command(BaseCommand):
                 overwrite_manual=overwrite_manual,
                 batch_size=batch_size,
                 worker=None if queue else self.worker,
+                dry_run=dry_run,
             )
             if queue and state.is_resumable:
                 services.import_resume(state)
         except services.ImportRefused as exc:
             raise CommandError(exc.message) from None
+        kind = _kind(state)
         if queue:
             if self.verbosity:
                 self.stdout.write(
-                    f"Import #{state.pk} of {state.original_name} is {state.status}; the import "
+                    f"{kind} #{state.pk} of {state.original_name} is {state.status}; the import "
                     f"worker runs it ({self._page(state)})."
                 )
             return None
         if self.verbosity:
             if resumed:
                 self.stdout.write(
-                    f"Resuming import #{state.pk} of {state.original_name} at "
+                    f"Resuming {kind.lower()} #{state.pk} of {state.original_name} at "
                     f"{state.percent:.1f}% (line {state.lines_processed:,})."
                 )
             else:
                 self.stdout.write(
-                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)})."
+                    f"{kind} #{state.pk}: {state.original_name} ({_size(state.file_size)})."
                 )
         self.progress = _Progress(self.stdout, self.verbosity)
         deadline = None
@@ -207,6 +231,8 @@ class Command(BaseCommand):
 
     def _summary(self, state: ImportState):
         if self.verbosity:
+            if state.dry_run:
+                self.stdout.write("Dry run — no customer was written. The import would give:")
             self.stdout.write(_counts(state))
             self.stdout.write(_columns(state))
             for warning in state.warnings:
@@ -216,16 +242,25 @@ class Command(BaseCommand):
                     f"Rejected rows and reasons: {self._page(state)} (error report), or "
                     f"manage.py import_errors {state.pk} -o import-{state.pk}-errors.csv"
                 )
+        kind = _kind(state)
         if state.status == ImportStatus.COMPLETED:
             if self.verbosity:
                 self.stdout.write(
-                    self.style.SUCCESS(f"Import #{state.pk} completed: {self._page(state)}")
+                    self.style.SUCCESS(f"{kind} #{state.pk} completed: {self._page(state)}")
                 )
         elif state.status == ImportStatus.CANCELLED:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Import #{state.pk} interrupted at {state.percent:.1f}%; run the same command "
-                    "again to resume."
+                    f"{kind} #{state.pk} interrupted at {state.percent:.1f}%; run the same "
+                    "command again to resume."
+                )
+            )
+            sys.exit(3)
+        elif state.status == ImportStatus.PAUSED:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Import #{state.pk} {state.error[:1].lower()}{state.error[1:]} Run the same "
+                    "command again to go on anyway, or fix the file and use --restart."
                 )
             )
             sys.exit(3)
@@ -297,6 +332,10 @@ class Command(BaseCommand):
                 f"Import #{state.pk} {state.status}: {_counts(state)}"
                 f"{' ' + state.error if state.error else ''}"
             )
+
+
+def _kind(state: ImportState) -> str:
+    return "Dry run" if state.dry_run else "Import"
 
 
 def _counts(state: ImportState) -> str:
