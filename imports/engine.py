@@ -299,10 +299,10 @@ def _checks_rejections(state: ImportState) -> bool:
 
 
 def _rows_before_check(state: ImportState) -> int | None:
-    """The first batch's size when it must end where the check is made, else None."""
+    """A first batch that makes a batch end exactly where the check is made, or None."""
     left = settings.IMPORT_ERROR_THRESHOLD_ROWS - state.rows_processed
-    if _checks_rejections(state) and 0 < left < state.batch_size:
-        return left
+    if _checks_rejections(state) and left > 0:
+        return left % state.batch_size or None
     return None
 
 
