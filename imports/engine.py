@@ -23,7 +23,7 @@ Design, and why:
   row with the same id, in this batch or any other, before or after a resume,
   counts as a duplicate in file: the counter is exact and costs no memory.
 - Early-rejection check: once the checkpoint passes the first
-  IMPORT_ERROR_THRESHOLD_ROWS rows (the first batch ends there), an import
+  IMPORT_ERROR_THRESHOLD_ROWS rows (a batch ends exactly there), an import
   whose rejected share is above IMPORT_ERROR_THRESHOLD_SHARE pauses itself: a
   wrong column mapping or delimiter rejects nearly every row, and a person
   should look before millions of rejections pile up. The batches committed
@@ -234,9 +234,10 @@ def run_import(
     """Run a claimed import from its checkpoint until the end, a stop request or a fatal error.
 
     Returns the import with its final status: completed, failed (a file
-    problem), or still running when `should_stop` asked us to pause (the
-    caller then releases it). Raises LeaseLost when it is no longer ours, and
-    database errors (lost connection) for the caller to retry.
+    problem), paused (most of its first rows rejected), or still running when
+    `should_stop` asked us to stop (the caller then releases it). Raises
+    LeaseLost when it is no longer ours, and database errors (lost
+    connection) for the caller to retry.
     """
     try:
         check_import_file(state)
