@@ -96,8 +96,9 @@ class ImportStateSerializer(serializers.ModelSerializer):
         many=True, help_text="The last rows written, newest first (partial while running)."
     )
     dry_run = serializers.BooleanField(
+        read_only=True,
         help_text="A dry run: the file is read, checked and compared; no customer is written. "
-        "The counters say what an import would do."
+        "The counters say what an import would do.",
     )
 
     class Meta:
