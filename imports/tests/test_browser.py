@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 from customers.models import Customer
 from customers.services import customer_update
 from imports import services
+from imports.engine import run_import
 from imports.models import ImportState, ImportStatus
 from imports.tests.helpers import row, write_csv
 
@@ -418,3 +419,40 @@ def test_resume_on_the_list_keeps_focus_while_another_import_polls(
         ImportStatus.RUNNING,
         ImportStatus.COMPLETED,
     )
+
+
+def test_a_dry_run_then_import_this_file(page, import_worker, import_dir):
+    path = customers_file(import_dir / "trial.csv", 200)
+    dry, _ = services.import_for_command(
+        path, restart=True, overwrite_manual=False, batch_size=BATCH_SIZE, dry_run=True
+    )
+    page.goto(f"/imports/{dry.pk}/")
+    expect(page.locator("#import-dry-run")).to_contain_text("Dry run — no customer was written.")
+    expect_status(page, "completed")
+    expect_counters(page, rows_created=200 - 4, rows_rejected=4)
+    assert Customer.objects.count() == 0
+    shot(page, "dry_run_completed", full_page=True)
+    page.get_by_role("button", name="Import this file").click()
+    real = import_pk(page)
+    assert real != dry.pk
+    expect(page.locator("#import-dry-run")).to_have_count(0)
+    expect_status(page, "completed")
+    assert Customer.objects.count() == 200 - 4
+
+
+def test_a_paused_import_is_resumed_from_its_page(page, import_worker, import_dir, settings):
+    settings.IMPORT_ERROR_THRESHOLD_ROWS = 20
+    rows = [row(n) if n % 5 == 0 else row(n, email="bad") for n in range(1, 61)]
+    path = write_csv(import_dir / "shifted.csv", rows)
+    state, _ = services.import_for_command(
+        path, restart=True, overwrite_manual=False, batch_size=7, worker="test:1"
+    )
+    assert run_import(state, state.lease).status == ImportStatus.PAUSED
+    page.goto(f"/imports/{state.pk}/")
+    expect_status(page, "paused")
+    expect(page.get_by_role("alert")).to_contain_text("16 of the first 20 rows were rejected")
+    expect(page.get_by_role("button", name="Cancel import")).to_be_visible()
+    shot(page, "paused", full_page=True)
+    page.get_by_role("button", name="Resume anyway").click()
+    expect_status(page, "completed")
+    expect_counters(page, rows_processed=60, rows_rejected=48)
