@@ -199,6 +199,10 @@ IMPORT_UNDO_KEEP_DAYS = env.int("IMPORT_UNDO_KEEP_DAYS", default=30)
 # PostgreSQL: an import that will add at least this many rows, and at least as many as
 # the table holds, drops the secondary indexes, loads, then builds them again.
 IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default=100_000)
+# An import pauses itself when more than this share of its first rows is rejected
+# (a wrong mapping or delimiter); 0 rows turns the check off. See imports.engine.
+IMPORT_ERROR_THRESHOLD_ROWS = env.int("IMPORT_ERROR_THRESHOLD_ROWS", default=1000)
+IMPORT_ERROR_THRESHOLD_SHARE = env.float("IMPORT_ERROR_THRESHOLD_SHARE", default=0.5)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

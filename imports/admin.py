@@ -31,6 +31,7 @@ class ImportStateAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "status",
+        "dry_run",
         "original_name",
         "file_size",
         "percent_done",
@@ -38,7 +39,7 @@ class ImportStateAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_display_links = ["id", "original_name"]
-    list_filter = ["status", "uploaded"]
+    list_filter = ["status", "dry_run", "uploaded"]
     search_fields = ["original_name"]
     readonly_fields = ["percent_done", "rejected_rows", "columns"]
     show_full_result_count = False

@@ -4,7 +4,8 @@
     POST /api/v1/imports/                 multipart `file`, or `name` of a file in IMPORT_DIR
     GET  /api/v1/imports/{id}/            a full progress snapshot (poll it)
     POST /api/v1/imports/{id}/cancel/     queued or running -> cancelled
-    POST /api/v1/imports/{id}/resume/     failed or cancelled -> queued, from its checkpoint
+    POST /api/v1/imports/{id}/resume/     failed, cancelled or paused -> queued, from its checkpoint
+    POST /api/v1/imports/{id}/import/     a completed dry run -> a new queued import of its file
     GET  /api/v1/imports/{id}/errors.csv  the rejected rows (also at .../errors/)
     POST /api/v1/imports/{id}/undo/         queue its undo (or resume a cancelled one); `undo`
                                           in the snapshot shows its progress
@@ -150,6 +151,11 @@ class ImportStateSerializer(serializers.ModelSerializer):
     undo_blocked = serializers.SerializerMethodField(
         help_text="Why it cannot be undone now (empty if POST .../undo/ can)."
     )
+    dry_run = serializers.BooleanField(
+        read_only=True,
+        help_text="A dry run: the file is read, checked and compared; no customer is written. "
+        "The counters say what an import would do.",
+    )
 
     class Meta:
         model = ImportState
@@ -161,12 +167,12 @@ class ImportStateSerializer(serializers.ModelSerializer):
             "uploaded",
             "file_size",
             "overwrite_manual",
+            "dry_run",
             "batch_size",
             "delimiter",
             "encoding",
             "compression",
             "column_mapping",
-            "dry_run",
             "bytes_processed",
             "lines_processed",
             "percent",
@@ -326,6 +332,7 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         "create": ["imports.start_import"],
         "cancel": ["imports.cancel_import"],
         "resume": ["imports.resume_import"],
+        "import_for_real": ["imports.start_import"],
         "errors": ["imports.view_importstate", "imports.download_error_report"],
         "undo": ["imports.undo_import"],
         "undo_cancel": ["imports.undo_import"],
@@ -493,10 +500,31 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(state).data)
 
     @extend_schema(
+        summary="Import the file of a completed dry run",
+        description=(
+            "Queues a new import of the dry run's file with the same settings (202, like "
+            "starting one). 409 when this is not a completed dry run, or the file is missing "
+            "or changed since; 403 when the dry run imports over hand edits and you may not."
+        ),
+        request=None,
+        responses={202: ImportStateSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="import")
+    def import_for_real(self, request, pk=None):
+        dry_run = self.get_object()
+        if dry_run.overwrite_manual and not request.user.has_perm("imports.import_over_edits"):
+            raise PermissionDenied("You may not import over customers edited by hand.")
+        state = services.import_for_real(dry_run, by_user=request.user)
+        body = self.get_serializer(state).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    @extend_schema(
         summary="Download the error report",
         description=(
-            "The rejected rows as CSV (line, customer id, reason, raw row), streamed. Cells "
-            "a spreadsheet would run as formulas are prefixed with `'`. Also served at "
+            "The rejected rows as CSV, streamed: `Line`, `Reason`, then the file's own "
+            "imported columns with the values read. Fix the cells and import the report as "
+            "it is (`Line` and `Reason` are ignored). Cells a spreadsheet would run as "
+            "formulas are prefixed with `'` (the import removes that mark). Also served at "
             "`/api/v1/imports/{id}/errors.csv`."
         ),
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},

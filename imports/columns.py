@@ -105,14 +105,17 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
 }
 _REQUIRED = {"customer_id", "email"}
+# The error report's own columns (services.error_report_lines): known, so a fixed report imports.
+REPORT_COLUMNS = (Column(None, "Line"), Column(None, "Reason"))
 COLUMNS: tuple[Column, ...] = (
     Column(None, "Index"),
     *(
         Column(name, label, aliases=_ALIASES.get(name, ()), required=name in _REQUIRED)
         for name, label in CSV_LABELS.items()
     ),
+    *REPORT_COLUMNS,
 )
-HEADER: tuple[str, ...] = tuple(column.label for column in COLUMNS)
+HEADER: tuple[str, ...] = tuple(c.label for c in COLUMNS if c not in REPORT_COLUMNS)
 LABELS: dict[str, str] = {c.field: c.label for c in COLUMNS if c.field is not None}
 REQUIRED: tuple[str, ...] = tuple(c.field for c in COLUMNS if c.required and c.field)
 

@@ -26,6 +26,14 @@ Design, and why:
   table) drops the customers' secondary indexes after its first batch and
   builds them again at its end, whatever the end: faster than keeping them up
   to date row by row (customers/deferred_indexes.py, crash-safe).
+- Early-rejection check: once the checkpoint passes the first
+  IMPORT_ERROR_THRESHOLD_ROWS rows (a batch ends exactly there), an import
+  whose rejected share is above IMPORT_ERROR_THRESHOLD_SHARE pauses itself: a
+  wrong column mapping or delimiter rejects nearly every row, and a person
+  should look before millions of rejections pile up. The batches committed
+  stay (their rows are correct). The check is made once (`threshold_passed`)
+  and waived by a resume; a file shorter than that simply completes, and a dry
+  run (the place to see every error) never pauses.
 """
 
 from __future__ import annotations
@@ -80,11 +88,13 @@ def read_chunks(
     offset: int,
     line: int,
     batch_size: int,
+    first_batch_size: int | None = None,
 ) -> Iterator[Chunk]:
     clean: list[CleanRecord] = []
     rejected: list[Rejection] = []
     start = offset
     item = None
+    size = first_batch_size or batch_size
     try:
         for item in source.records(offset, line):
             checked = validator(item)
@@ -92,10 +102,7 @@ def read_chunks(
                 clean.append(checked)
             else:
                 rejected.append(checked)
-            if (
-                len(clean) + len(rejected) >= batch_size
-                or item.end_offset - start >= MAX_BATCH_BYTES
-            ):
+            if len(clean) + len(rejected) >= size or item.end_offset - start >= MAX_BATCH_BYTES:
                 yield Chunk(
                     clean,
                     rejected,
@@ -103,7 +110,7 @@ def read_chunks(
                     item.end_line,
                     source.stored_offset(item.end_offset),
                 )
-                clean, rejected, start = [], [], item.end_offset
+                clean, rejected, start, size = [], [], item.end_offset, batch_size
     except FatalImportError:
         # The rows read before the fatal problem are sound: commit them, then fail.
         if clean or rejected:
@@ -209,6 +216,7 @@ def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
                         customer_id=r.customer_id[:255],
                         reason=r.reason[:500],
                         raw=r.raw,
+                        cells=r.cells,
                     )
                     for r in chunk.rejected
                 ]
@@ -282,9 +290,10 @@ def run_import(
     """Run a claimed import from its checkpoint until the end, a stop request or a fatal error.
 
     Returns the import with its final status: completed, failed (a file
-    problem), or still running when `should_stop` asked us to pause (the
-    caller then releases it). Raises LeaseLost when it is no longer ours, and
-    database errors (lost connection) for the caller to retry.
+    problem), paused (most of its first rows rejected), or still running when
+    `should_stop` asked us to stop (the caller then releases it). Raises
+    LeaseLost when it is no longer ours, and database errors (lost
+    connection) for the caller to retry.
     """
     try:
         return _run(state, lease, should_stop=should_stop, on_progress=on_progress)
@@ -307,6 +316,7 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
                         columns_used=header.used,
                         columns_ignored=header.ignored,
                         columns_absent=header.absent,
+                        report_fields=[name for name in header.fields if name],
                         bytes_processed=header.data_offset,
                         lines_processed=header.data_line,
                     )
@@ -324,6 +334,7 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
                 state.bytes_processed,
                 state.lines_processed,
                 state.batch_size,
+                first_batch_size=_rows_before_check(state),
             )
             since = (state.bytes_processed, state.rows_processed)
             for chunk in prefetch(chunks, stop_reading):
@@ -332,6 +343,9 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
                     choose_indexes(state, since)
                     since = None
                 on_progress(state)
+                if _paused_for_rejections(state, lease):
+                    on_progress(state)
+                    return state
                 if should_stop():
                     return state
     except FatalImportError as exc:
@@ -345,3 +359,36 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
     leases.complete(state, lease)
     on_progress(state)
     return state
+
+
+# --- Early-rejection check ---------------------------------------------------------
+def _checks_rejections(state: ImportState) -> bool:
+    return bool(settings.IMPORT_ERROR_THRESHOLD_ROWS) and not (
+        state.threshold_passed or state.dry_run
+    )
+
+
+def _rows_before_check(state: ImportState) -> int | None:
+    """A first batch that makes a batch end exactly where the check is made, or None."""
+    left = settings.IMPORT_ERROR_THRESHOLD_ROWS - state.rows_processed
+    if _checks_rejections(state) and left > 0:
+        return left % state.batch_size or None
+    return None
+
+
+def _paused_for_rejections(state: ImportState, lease: int) -> bool:
+    """Once past the first rows: pause if most were rejected, else never check again."""
+    if not _checks_rejections(state) or state.rows_processed < settings.IMPORT_ERROR_THRESHOLD_ROWS:
+        return False
+    share = state.rows_rejected / state.rows_processed
+    if share <= settings.IMPORT_ERROR_THRESHOLD_SHARE:
+        leases.pass_threshold(state, lease)
+        return False
+    leases.pause(
+        state,
+        lease,
+        f"Paused: {state.rows_rejected:,} of the first {state.rows_processed:,} rows were "
+        "rejected — the mark of a wrong column mapping or delimiter. Check the error report, "
+        "then resume or cancel.",
+    )
+    return True

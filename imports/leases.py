@@ -4,8 +4,14 @@
                            v
                          queue ──claim──> running ──complete──> completed
                            ^                │  │──fail───────> failed ──(transient: requeue)──┐
+                           │                │  │──pause──────> paused ──requeue───────────────┤
+                           │                │  │                 └──cancel──> cancelled       │
                            │                │  └──cancel / release(cancelled)──> cancelled ──┤
                            └──release(queued) / takeover / requeue ───────────────────────────┘
+
+`pause` is the engine's early-rejection check (see imports.engine): a person
+looks at the error report, then resumes (which waives the check, so it does
+not pause again) or cancels.
 
 The engine, the services and the `run_import` command change an import's
 status only through these functions. Two database facts make them safe with
@@ -30,14 +36,13 @@ import os
 import socket
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customerpanel.errors import ApplicationError
 
 from .models import (
-    ACTIVE_STATUSES,
     RESUMABLE_STATUSES,
     FailureKind,
     ImportState,
@@ -51,6 +56,12 @@ CLAIMS_LOCK = 0x1A2B_0001
 
 class LeaseLost(Exception):
     """Another worker took the import over, or someone cancelled it."""
+
+
+# Resuming a paused import says "I have seen the rejections, go on": it never pauses again.
+_WAIVE_IF_PAUSED = Case(
+    When(status=ImportStatus.PAUSED, then=Value(True)), default=F("threshold_passed")
+)
 
 
 # --- Workers ---------------------------------------------------------------------------
@@ -177,6 +188,7 @@ def requeue(state: ImportState, *, by=None) -> ImportState:
                     error_kind="",
                     resumed_by=by,
                     resumed_at=timezone.now(),
+                    threshold_passed=_WAIVE_IF_PAUSED,
                 )
             )
     except IntegrityError:
@@ -186,7 +198,7 @@ def requeue(state: ImportState, *, by=None) -> ImportState:
     _refresh(state)
     if not changed:
         raise ApplicationError(
-            f"Import #{state.pk} is {state.status}: only failed or cancelled "
+            f"Import #{state.pk} is {state.status}: only failed, cancelled or paused "
             "imports can be resumed.",
             code="conflict",
         )
@@ -224,6 +236,7 @@ def _start(state: ImportState, worker: str, *, from_statuses) -> tuple[ImportSta
                 finished_at=None,
                 error="",
                 error_kind="",
+                threshold_passed=_WAIVE_IF_PAUSED,  # `run_import PATH` again on a paused one
             )
     except IntegrityError:  # another import became `running` first
         return None
@@ -335,8 +348,21 @@ def fail(state: ImportState, lease: int, message: str, *, kind: str) -> None:
     )
 
 
+def pause(state: ImportState, lease: int, message: str) -> None:
+    """Stop for a person's look (too many early rejections); committed batches stay."""
+    _end_run(
+        state, lease, ImportStatus.PAUSED, finished_at=timezone.now(), error=message, error_kind=""
+    )
+
+
+def pass_threshold(state: ImportState, lease: int) -> None:
+    """The early-rejection check passed: it is not made again, even after a resume."""
+    with transaction.atomic():
+        checkpoint(state, lease, threshold_passed=True)
+
+
 def release(state: ImportState, lease: int, *, status: str) -> None:
-    """Give a paused import back: queued (a worker resumes it) or cancelled (resume by hand)."""
+    """Give a stopped run back: queued (a worker resumes it) or cancelled (resume by hand)."""
     if status not in (ImportStatus.QUEUED, ImportStatus.CANCELLED):
         raise ValueError(f"an import is released as queued or cancelled, not {status}")
     finished = timezone.now() if status == ImportStatus.CANCELLED else None
@@ -348,7 +374,7 @@ def release(state: ImportState, lease: int, *, status: str) -> None:
 
 # --- By people ---------------------------------------------------------------------------
 def cancel(state: ImportState, *, by=None) -> ImportState:
-    """Stop a queued or running import; committed rows stay, and it can be resumed.
+    """Stop a queued, running or paused import; committed rows stay, and it can be resumed.
 
     `by` is the person who cancelled it (None: the command line).
     """
@@ -358,10 +384,12 @@ def cancel(state: ImportState, *, by=None) -> ImportState:
         # flight commits or not as a whole, and the worker's next batch is fenced out.
         current = ImportState.objects.select_for_update().filter(pk=state.pk).first()
         changed = 0
-        if current is not None and current.status in ACTIVE_STATUSES:
+        if current is not None and current.is_cancellable:
             fields = {"status": ImportStatus.CANCELLED, "finished_at": now, "cancelled_by": by}
             if current.status == ImportStatus.RUNNING:
                 fields["heartbeat_at"] = now  # its run ends now
+            if current.status == ImportStatus.PAUSED:
+                fields["error"] = ""  # the pause's message was the question; this is the answer
             changed = ImportState.objects.filter(
                 pk=state.pk, lease=current.lease, status=current.status
             ).update(**fields)

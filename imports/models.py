@@ -134,6 +134,8 @@ class ImportState(models.Model):
     columns_absent = models.JSONField(
         default=list, blank=True, help_text="Columns the file lacks: never written by it."
     )
+    # The error report's columns: the fields of ImportRejection.cells, in the file's order.
+    report_fields = models.JSONField(default=list, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -222,11 +224,16 @@ class ImportState(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Import #{self.pk} {self.original_name} ({self.status})"
+        kind = "Dry run" if self.dry_run else "Import"
+        return f"{kind} #{self.pk} {self.original_name} ({self.status})"
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in (*ACTIVE_STATUSES, ImportStatus.PAUSED)
 
     @property
     def is_resumable(self) -> bool:

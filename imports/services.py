@@ -27,10 +27,10 @@ from customerpanel.errors import ApplicationError
 from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexes
 
 from . import leases
-from .columns import LABELS
+from .columns import LABELS, REPORT_COLUMNS
 from .dialect import Dialect, detect
 from .files import check_import_file, fingerprint
-from .models import ImportState, ImportUndoRow
+from .models import ImportState, ImportStatus, ImportUndoRow
 from .reader import FatalImportError, sniff
 from .review import create_for_review
 
@@ -149,6 +149,7 @@ def _enqueue(
     column_mapping: list[str] | None = None,
     dialect: Dialect | None = None,
     review: bool = False,
+    dry_run: bool = False,
 ) -> ImportState:
     dialect = check_csv_file(path, dialect)
     recorded = fingerprint(path)  # what the import covers, and how a change is noticed
@@ -162,6 +163,7 @@ def _enqueue(
         "overwrite_manual": overwrite_manual,
         "batch_size": batch_size or settings.IMPORT_BATCH_SIZE,
         "created_by": _person(by_user),
+        "dry_run": dry_run,
         "column_mapping": column_mapping or [],
         "delimiter": dialect.delimiter,
         "encoding": dialect.encoding,
@@ -258,8 +260,12 @@ def import_for_command(
     column_mapping: list[str] | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    dry_run: bool = False,
 ) -> tuple[ImportState, bool]:
     """What `run_import PATH` runs: the unfinished import of PATH (resumed), or a new one.
+
+    With `dry_run`, the same for dry runs of PATH: a dry run never resumes an import,
+    nor an import a dry run.
 
     With `worker`, the import is also claimed for it in the same transaction, so
     a refusal (another import is running) leaves nothing behind: no new queued
@@ -280,7 +286,12 @@ def import_for_command(
         except FatalImportError as exc:
             raise ImportRefused(f"{path.name}: {exc}") from None
     with transaction.atomic():
-        latest = ImportState.objects.for_source(str(path)).order_by("-id").first()
+        latest = (
+            ImportState.objects.for_source(str(path))
+            .filter(dry_run=dry_run)
+            .order_by("-id")
+            .first()
+        )
         resumable = latest is not None and (latest.is_active or latest.is_resumable)
         if resumable and not restart:
             try:
@@ -314,6 +325,7 @@ def import_for_command(
                 batch_size=batch_size,
                 column_mapping=column_mapping,
                 dialect=dialect,
+                dry_run=dry_run,
             )
             resumed = False
         if worker is not None:
@@ -333,6 +345,43 @@ def import_again(state: ImportState, *, by_user=None) -> ImportState:
         overwrite_manual=state.overwrite_manual,
         by_user=by_user,
         batch_size=state.batch_size,
+    )
+
+
+def import_for_real(state: ImportState, *, by_user=None) -> ImportState:
+    """After a completed dry run: queue the real import of the same file, same settings.
+
+    The file must still be the one the dry run read (its recorded fingerprint). The
+    person has seen every rejection in the dry run, so the import does not pause for
+    them (`threshold_passed`).
+    """
+    if not state.dry_run or state.status != ImportStatus.COMPLETED:
+        raise ImportRefused(
+            f"Import #{state.pk} is not a completed dry run: there is nothing to import for "
+            "real from it.",
+            code="conflict",
+        )
+    try:
+        check_import_file(state)
+    except FatalImportError as exc:  # missing or changed since the dry run
+        raise ImportRefused(
+            f"{exc} Run a new dry run of the file, or import it directly.", code="conflict"
+        ) from None
+    return leases.queue(
+        source_path=state.source_path,
+        original_name=state.original_name,
+        uploaded=state.uploaded,
+        file_size=state.file_size,
+        file_mtime=state.file_mtime,
+        file_digest=state.file_digest,
+        overwrite_manual=state.overwrite_manual,
+        batch_size=state.batch_size,
+        delimiter=state.delimiter,
+        encoding=state.encoding,
+        compression=state.compression,
+        column_mapping=state.column_mapping,
+        threshold_passed=True,
+        created_by=_person(by_user),
     )
 
 
@@ -365,7 +414,7 @@ def import_resume(state: ImportState, *, by_user=None) -> ImportState:
 
 
 # --- Error report ----------------------------------------------------------------------------
-ERROR_REPORT_HEADER = ["Line", LABELS["customer_id"], "Reason", "Row"]
+REPORT_LINE, REPORT_REASON = (column.label for column in REPORT_COLUMNS)
 
 
 class _Echo:
@@ -373,25 +422,36 @@ class _Echo:
         return value
 
 
+def error_report_header(state: ImportState) -> list[str]:
+    """`Line`, `Reason`, then the file's imported columns by label, in the file's order."""
+    return [REPORT_LINE, REPORT_REASON, *(LABELS[name] for name in state.report_fields)]
+
+
 def error_report_lines(state: ImportState, *, chunk_size: int = 2000) -> Iterator[str]:
-    """The rejected rows as CSV text, streamed in line order with keyset pages."""
+    """The rejected rows as CSV text, streamed in line order with keyset pages.
+
+    Fix and re-import: each row holds the file's own columns (ignored ones left out)
+    with the values the import read, so a person corrects the bad cells and imports
+    the report as it is (`Line` and `Reason` are known columns the import ignores).
+    A row that could not be split into the file's columns (broken quoting, a wrong
+    number of fields, a NUL byte) has empty cells and its text as read in `Reason`:
+    retype it into the cells; left as it is, it is rejected again, never imported
+    wrong. Every cell is formula-safe (`spreadsheet_safe`); the import takes exactly
+    that mark away again, so values round-trip.
+    """
     writer = csv.writer(_Echo())
-    yield writer.writerow(ERROR_REPORT_HEADER)
+    width = len(state.report_fields)
+    yield writer.writerow(error_report_header(state))
     last_id = 0
     rejections = state.rejections.order_by("id").values_list(
-        "id", "line_number", "customer_id", "reason", "raw"
+        "id", "line_number", "reason", "raw", "cells"
     )
     while True:
         page = list(rejections.filter(id__gt=last_id)[:chunk_size])
         if not page:
             return
-        for _id, line, customer_id, reason, raw in page:
-            yield writer.writerow(
-                [
-                    line,
-                    spreadsheet_safe(customer_id),
-                    spreadsheet_safe(reason),
-                    spreadsheet_safe(raw),
-                ]
-            )
+        for _id, line, reason, raw, cells in page:
+            if len(cells) != width:
+                cells, reason = [""] * width, f"{reason}. The row as read: {raw}"
+            yield writer.writerow([line, *map(spreadsheet_safe, [reason, *cells])])
         last_id = page[-1][0]

@@ -15,6 +15,7 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.import_cancel, name="cancel"),
     path("<int:pk>/resume/", views.import_resume, name="resume"),
     path("<int:pk>/again/", views.import_again, name="again"),
+    path("<int:pk>/for-real/", views.import_for_real, name="for_real"),
     path("<int:pk>/errors.csv", views.import_errors_csv, name="errors"),
     path("<int:pk>/undo/", views.import_undo, name="undo"),
     path("<int:pk>/undo/progress/", views.import_undo_progress, name="undo_progress"),

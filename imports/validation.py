@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from django.core.exceptions import ValidationError
@@ -45,6 +45,10 @@ class Rejection:
     customer_id: str
     reason: str
     raw: str
+    # The row's values for the file's imported columns, in the file's order (Header.fields
+    # without the ignored ones), as the import would write them: the error report's cells.
+    # Empty when the row could not be split into the file's columns (see error_report_lines).
+    cells: list[str] = field(default_factory=list)
 
 
 def failing_field(reason: str) -> str | None:
@@ -77,6 +81,8 @@ class Validator:
         # For each imported field: its column index, or None when the file lacks it.
         self.positions = [position.get(name) for name in IMPORTED_FIELDS]
         self.limits = [MAX_LENGTHS.get(name) for name in IMPORTED_FIELDS]
+        # Where each of the file's imported columns is in `values`, in the file's order.
+        self.report_order = [IMPORTED_FIELDS.index(name) for name in header.fields if name]
 
     def __call__(self, item: Record | BadRecord) -> CleanRecord | Rejection:
         if isinstance(item, BadRecord):
@@ -89,35 +95,35 @@ class Validator:
         if "'" in "".join(values):  # rare, and one test is cheaper than one per cell
             # Undo the export's formula mark, so an exported file imports unchanged.
             values = [spreadsheet_unmark(value) for value in values]
-        cid = values[0]
-        if not cid:
-            return self._reject(item, "", "Customer Id is empty")
+        reason = self._problem(values)
+        if reason is not None:
+            rejection = self._reject(item, values[0][:255], reason)
+            rejection.cells = [values[i] for i in self.report_order]
+            return rejection
+        if not values[9]:
+            values[9] = None
+        return CleanRecord(item.line, tuple(values))
+
+    def _problem(self, values: list[str]) -> str | None:
+        """Why these values cannot be imported, or None."""
+        if not values[0]:
+            return "Customer Id is empty"
         for name, value, limit in zip(IMPORTED_FIELDS, values, self.limits, strict=True):
             if limit and len(value) > limit:
-                return self._reject(
-                    item,
-                    cid[:255],
-                    f"{LABELS[name]} is longer than {limit} characters ({len(value)})",
-                )
+                return f"{LABELS[name]} is longer than {limit} characters ({len(value)})"
         email = values[8]
         if not email:
-            return self._reject(item, cid, "Email is empty")
+            return "Email is empty"
         try:
             validate_email(email)
         except ValidationError:
-            return self._reject(item, cid, f"Email {email[:80]!r} is not a valid email address")
+            return f"Email {email[:80]!r} is not a valid email address"
         if values[9]:
             try:
                 _check_date(values[9])
             except ValueError:
-                return self._reject(
-                    item,
-                    cid,
-                    f"Subscription Date {values[9][:40]!r} is not a valid YYYY-MM-DD date",
-                )
-        else:
-            values[9] = None
-        return CleanRecord(item.line, tuple(values))
+                return f"Subscription Date {values[9][:40]!r} is not a valid YYYY-MM-DD date"
+        return None
 
     def _customer_id(self, fields: list[str]) -> str:
         pos = self.positions[0]

@@ -51,6 +51,7 @@ LIST_COLUMNS = (
     "uploaded",
     "file_size",
     "overwrite_manual",
+    "dry_run",
     "bytes_processed",
     *COUNTER_FIELDS,
     "created_at",
@@ -235,7 +236,7 @@ def _announcement(state: ImportState) -> tuple[str, str]:
     A running import is announced every ANNOUNCE_STEP percent, not at each poll, so a
     screen reader hears a short sentence now and then instead of a stream of figures.
     """
-    name = f"Import #{state.pk}"
+    name = f"{'Dry run' if state.dry_run else 'Import'} #{state.pk}"
     if state.status == ImportStatus.RUNNING:
         step = int(state.percent // ANNOUNCE_STEP) * ANNOUNCE_STEP
         return f"running-{step}", f"{name} running: {step}% done."
@@ -323,6 +324,21 @@ def import_again(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
         return _back(request, state)
     return _started(request, again)
+
+
+@require_POST
+@permission_required("imports.start_import", raise_exception=True)
+def import_for_real(request: HttpRequest, pk: int) -> HttpResponse:
+    """After a completed dry run: the real import of the same file, with the same settings."""
+    state = get_object_or_404(ImportState, pk=pk)
+    if state.overwrite_manual and not request.user.has_perm("imports.import_over_edits"):
+        raise PermissionDenied("You may not import over customers edited by hand.")
+    try:
+        real = services.import_for_real(state, by_user=request.user)
+    except services.ImportRefused as exc:
+        messages.error(request, exc.message)
+        return _back(request, state)
+    return _started(request, real)
 
 
 def _back(request: HttpRequest, state: ImportState) -> HttpResponse:

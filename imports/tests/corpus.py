@@ -194,7 +194,7 @@ def _formulas() -> bytes:
     rows = [
         row(1, company=FORMULA),  # imports, as text
         row(2, customer_id=FORMULA, email="not-an-email"),  # rejected: id cell in the report
-        row("=1+2", email="nope"),  # rejected: the Row cell starts with "="
+        row("=1+2", email="nope"),  # rejected: its Index (ignored, not reported) starts "="
         row(4, about_customer="@SUM(A1:A9)"),
     ]
     return csv_text(rows).encode()

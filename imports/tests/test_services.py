@@ -11,10 +11,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from customers.models import Customer
 from imports import leases, services
 from imports.engine import run_import
 from imports.models import ImportRejection, ImportState, ImportStatus
 from imports.tests.helpers import row, write_csv
+from imports.tests.test_engine import run_file
 
 pytestmark = pytest.mark.django_db
 
@@ -204,26 +206,86 @@ def test_resume_refuses_a_changed_file(csv_in_dir):
 
 
 def test_error_report_neutralises_formulas_and_streams_every_row():
-    state = ImportState.objects.create(source_path="/x", original_name="x")
+    state = ImportState.objects.create(
+        source_path="/x", original_name="x", report_fields=["email", "customer_id"]
+    )
     ImportRejection.objects.bulk_create(
         ImportRejection(
             import_state=state,
             line_number=n,
             customer_id=f"=C{n}",
             reason="Email '@evil' is not valid",
-            raw='=HYPERLINK("x")',
+            raw=f'@evil,=C{n},=HYPERLINK("x")',
+            cells=["@evil", f"=C{n}"],
         )
         for n in range(2, 5003)
     )
     text = "".join(services.error_report_lines(state, chunk_size=1000))
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["Line", "Customer Id", "Reason", "Row"]
+    assert rows[0] == ["Line", "Reason", "Email", "Customer Id"]
     assert len(rows) == 5002
-    assert rows[1] == ["2", "'=C2", "Email '@evil' is not valid", '\'=HYPERLINK("x")']
+    assert rows[1] == ["2", "Email '@evil' is not valid", "'@evil", "'=C2"]
     assert [int(r[0]) for r in rows[1:]] == list(range(2, 5003))
+
+
+def test_a_row_without_cells_is_reported_with_its_text_in_the_reason():
+    """A row the csv module could not split: empty cells, so it is rejected again as it is."""
+    state = ImportState.objects.create(
+        source_path="/x", original_name="x", report_fields=["customer_id", "email"]
+    )
+    state.rejections.create(line_number=3, reason="unclosed quote", raw='=ID1,"a@x.org')
+    rows = list(csv.reader(io.StringIO("".join(services.error_report_lines(state)))))
+    assert rows[1] == ["3", 'unclosed quote. The row as read: =ID1,"a@x.org', "", ""]
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
 def test_spreadsheet_safe(value):
     assert services.spreadsheet_safe(value) == "'" + value
     assert services.spreadsheet_safe("plain") == "plain"
+
+
+def test_fix_the_error_report_and_import_it_as_it_is(tmp_path):
+    """Download errors.csv, fix the bad cells as a person would, import it: true values land."""
+    dirty = [
+        row(1),
+        row(2, email="ann2 at example.com", company="=SUM(A1)"),
+        row(3, subscription_date="2021-13-01", first_name="+51 trick"),
+        row(4, customer_id="", about_customer="'=1+1"),  # an exported "=1+1" (marked)
+        row(5, email="nope", last_name="-minus"),
+    ]
+    path = write_csv(tmp_path / "dirty.csv", dirty)
+    with path.open("a") as out:
+        out.write("6,ID6,too,few,fields\n")
+    first = run_file(path)
+    assert (first.rows_created, first.rows_rejected) == (1, 5)
+
+    report = list(csv.reader(io.StringIO("".join(services.error_report_lines(first)))))
+    header, rows = report[0], report[1:]
+    assert header[:3] == ["Line", "Reason", "Customer Id"] and "Index" not in header
+    column = {name: i for i, name in enumerate(header)}
+    by_line = {r[column["Line"]]: r for r in rows}
+    assert by_line["3"][column["Company"]] == "'=SUM(A1)"  # neutralised in the report
+    assert by_line["7"][column["Customer Id"]] == ""  # could not be split: retype it
+    assert "The row as read: 6,ID6,too,few,fields" in by_line["7"][column["Reason"]]
+    # The person fixes only the bad cells, in a spreadsheet.
+    by_line["3"][column["Email"]] = "ann2@example.com"
+    by_line["4"][column["Subscription Date"]] = "2021-12-01"
+    by_line["5"][column["Customer Id"]] = "ID4"
+    by_line["6"][column["Email"]] = "ann5@example.com"
+    retyped = dict(zip(header[2:], row(6)[1:], strict=True))
+    by_line["7"][2:] = [retyped[name] for name in header[2:]]
+    fixed = tmp_path / "errors-fixed.csv"
+    with fixed.open("w", newline="") as out:
+        csv.writer(out).writerows([header, *rows])
+
+    again = run_file(fixed)
+    assert again.status == ImportStatus.COMPLETED
+    assert (again.rows_created, again.rows_rejected) == (5, 0)
+    assert again.columns_ignored == [] and again.warnings == []
+    stored = {c.customer_id: c for c in Customer.objects.all()}
+    assert stored["ID2"].company == "=SUM(A1)" and stored["ID2"].email == "ann2@example.com"
+    assert stored["ID3"].first_name == "+51 trick"
+    assert str(stored["ID3"].subscription_date) == "2021-12-01"
+    assert stored["ID4"].about == "=1+1"
+    assert stored["ID5"].last_name == "-minus"
+    assert stored["ID6"].email == "ann6@example.com"

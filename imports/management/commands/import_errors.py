@@ -3,8 +3,9 @@
     manage.py import_errors ID [-o FILE]
 
 The same CSV as the "Download error report" button and the API's errors.csv
-(`imports.services.error_report_lines`: line, customer id, reason, row, with
-formula cells neutralised), streamed to FILE or to standard output.
+(`imports.services.error_report_lines`: line, reason, then the file's own
+columns, with formula cells neutralised), streamed to FILE or to standard
+output. Fix its bad cells and import it as it is.
 """
 
 from __future__ import annotations

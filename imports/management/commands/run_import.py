@@ -2,7 +2,7 @@
 
     manage.py run_import PATH [--batch-size N] [--overwrite-manual] [--restart] [--queue]
                               [--map "Header=Field" ...]
-                              [--delimiter D] [--encoding E]
+                              [--delimiter D] [--encoding E] [--dry-run]
     manage.py run_import --worker [--poll SECONDS] [--once]
 
 Both commit one batch at a time together with its checkpoint (see
@@ -19,6 +19,16 @@ Columns are matched to fields by their header names (see imports.columns);
 or `--map "Notes=ignore"` leaves one out. The mapping is checked against the
 file's header before anything is written, stored on the import, and used by
 every resume of it.
+worker instead of running it here. `--dry-run` reads, checks and compares the
+whole file and writes no customer: the summary gives the counters the import
+would produce and the error report (with `--queue`, the worker runs the dry run
+and its page shows them). Running it again resumes an unfinished dry run; a dry
+run and an import of the same file never resume each other.
+
+An import that pauses itself (most of its first rows rejected, see
+imports/engine.py) exits with code 3 like an interrupted one: look at the error
+report, then run the same command again to go on anyway, or fix the file and
+use --restart.
 
 Stopping: SIGTERM or Ctrl-C finishes the batch in flight; a second one stops
 at once (the batch in flight rolls back). Either way a foreground import is
@@ -101,6 +111,11 @@ class Command(BaseCommand):
             "--encoding",
             help=f"Text encoding instead of the detected one: {', '.join(ENCODINGS)}.",
         )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Read, check and compare the whole file; write no customer.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Worker: idle poll interval.")
         parser.add_argument(
             "--once", action="store_true", help="Worker: exit when the queue is empty."
@@ -117,6 +132,10 @@ class Command(BaseCommand):
                 raise CommandError("Give either a PATH or --worker, not both.")
             if options["map"]:
                 raise CommandError("--map is for importing a PATH, not for the worker.")
+            if options["dry_run"]:
+                raise CommandError(
+                    "--dry-run is for one file (PATH); the worker runs each import as queued."
+                )
             try:
                 return self.run_worker(poll=options["poll"], once=options["once"])
             except StopNow:
@@ -145,6 +164,7 @@ class Command(BaseCommand):
                 ),
                 delimiter=delimiter or None,
                 encoding=encoding or None,
+                dry_run=options["dry_run"],
             )
         except StopNow:  # before or after the import loop: whatever we hold is cancelled
             self._release_own(status=ImportStatus.CANCELLED)
@@ -206,6 +226,7 @@ class Command(BaseCommand):
         column_mapping,
         delimiter,
         encoding,
+        dry_run=False,
     ):
         try:
             state, resumed = services.import_for_command(
@@ -217,27 +238,29 @@ class Command(BaseCommand):
                 column_mapping=column_mapping,
                 delimiter=delimiter,
                 encoding=encoding,
+                dry_run=dry_run,
             )
             if queue and state.is_resumable:
                 services.import_resume(state)
         except services.ImportRefused as exc:
             raise CommandError(exc.message) from None
+        kind = _kind(state)
         if queue:
             if self.verbosity:
                 self.stdout.write(
-                    f"Import #{state.pk} of {state.original_name} is {state.status}; the import "
+                    f"{kind} #{state.pk} of {state.original_name} is {state.status}; the import "
                     f"worker runs it ({self._page(state)})."
                 )
             return None
         if self.verbosity:
             if resumed:
                 self.stdout.write(
-                    f"Resuming import #{state.pk} of {state.original_name} at "
+                    f"Resuming {kind.lower()} #{state.pk} of {state.original_name} at "
                     f"{state.percent:.1f}% (line {state.lines_processed:,})."
                 )
             else:
                 self.stdout.write(
-                    f"Import #{state.pk}: {state.original_name} ({_size(state.file_size)}; "
+                    f"{kind} #{state.pk}: {state.original_name} ({_size(state.file_size)}; "
                     f"{state.dialect})."
                 )
         self.progress = _Progress(self.stdout, self.verbosity)
@@ -281,6 +304,8 @@ class Command(BaseCommand):
 
     def _summary(self, state: ImportState):
         if self.verbosity:
+            if state.dry_run:
+                self.stdout.write("Dry run — no customer was written. The import would give:")
             self.stdout.write(_counts(state))
             self.stdout.write(_columns(state))
             for warning in state.warnings:
@@ -290,16 +315,25 @@ class Command(BaseCommand):
                     f"Rejected rows and reasons: {self._page(state)} (error report), or "
                     f"manage.py import_errors {state.pk} -o import-{state.pk}-errors.csv"
                 )
+        kind = _kind(state)
         if state.status == ImportStatus.COMPLETED:
             if self.verbosity:
                 self.stdout.write(
-                    self.style.SUCCESS(f"Import #{state.pk} completed: {self._page(state)}")
+                    self.style.SUCCESS(f"{kind} #{state.pk} completed: {self._page(state)}")
                 )
         elif state.status == ImportStatus.CANCELLED:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Import #{state.pk} interrupted at {state.percent:.1f}%; run the same command "
-                    "again to resume."
+                    f"{kind} #{state.pk} interrupted at {state.percent:.1f}%; run the same "
+                    "command again to resume."
+                )
+            )
+            sys.exit(3)
+        elif state.status == ImportStatus.PAUSED:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Import #{state.pk} {state.error[:1].lower()}{state.error[1:]} Run the same "
+                    "command again to go on anyway, or fix the file and use --restart."
                 )
             )
             sys.exit(3)
@@ -415,6 +449,10 @@ class Command(BaseCommand):
                 f"Import #{state.pk} {state.status}: {_counts(state)}"
                 f"{' ' + state.error if state.error else ''}"
             )
+
+
+def _kind(state: ImportState) -> str:
+    return "Dry run" if state.dry_run else "Import"
 
 
 def _counts(state: ImportState) -> str:
