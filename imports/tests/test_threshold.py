@@ -79,7 +79,12 @@ def test_rows_read_with_the_wrong_delimiter_pause_the_import(tmp_path):
     text = csv_text([]) + "".join(";".join(row(i)) + "\n" for i in range(1, 41))
     path = tmp_path / "semicolons.csv"
     path.write_text(text)
-    state = run_file(path, batch_size=1000)
+    # Detection would refuse this file; a person (or --delimiter) chose comma.
+    state, _ = services.import_for_command(
+        path, restart=True, overwrite_manual=False, batch_size=1000, delimiter=","
+    )
+    state, lease = services.import_claim(state, WORKER)
+    state = run_import(state, lease)
     assert state.status == ImportStatus.PAUSED
     assert (state.rows_processed, state.rows_rejected) == (20, 20)
     assert f"expected {len(HEADER)} fields, found" in state.rejections.first().reason
