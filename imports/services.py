@@ -9,8 +9,6 @@ one application error, with a message for people.
 from __future__ import annotations
 
 import csv
-import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,15 +18,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.utils.text import get_valid_filename
+from django.utils import timezone
 
 from customerpanel.csvfiles import spreadsheet_safe
 from customerpanel.errors import ApplicationError
 
-from . import leases
+from . import leases, resumable
 from .columns import LABELS
 from .files import check_import_file, fingerprint
-from .models import ImportState
+from .models import ImportState, Upload
 from .reader import FatalImportError, sniff
 
 # The imports' name for the project's one application error (see customerpanel.errors).
@@ -151,10 +149,7 @@ def import_enqueue_upload(
     Django has already streamed the upload to a temporary file; it is moved,
     never read into memory.
     """
-    name = get_valid_filename(Path(upload.name or "upload.csv").name) or "upload.csv"
-    if len(name.encode()) > 200:  # file systems refuse names over 255 bytes
-        stem, suffix = os.path.splitext(name)
-        name = stem.encode()[:180].decode(errors="ignore") + suffix[:10]
+    name = resumable.safe_file_name(upload.name)
     if not name.lower().endswith(".csv"):
         raise ImportRefused(f"{upload.name} is not a .csv file.")
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
@@ -162,9 +157,11 @@ def import_enqueue_upload(
             f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_BYTES:,}-byte limit.",
             code="too_large",
         )
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / secrets.token_hex(8)
+    record = Upload(owner=_person(by_user), filename=name, length=upload.size or 0)
+    record.path = f"uploads/{record.id.hex}/{name}"
+    target = resumable.upload_path(record)
+    folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
     temporary = getattr(upload, "temporary_file_path", None)
     if temporary:
         # Move first: closing a TemporaryUploadedFile deletes it (its close() then
@@ -176,7 +173,7 @@ def import_enqueue_upload(
             for chunk in upload.chunks():
                 out.write(chunk)
     try:
-        return _enqueue(
+        state = _enqueue(
             target,
             original_name=name,
             uploaded=True,
@@ -186,6 +183,26 @@ def import_enqueue_upload(
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    # Recorded like a resumable upload, so `uploads_cleanup` deletes it once imported.
+    record.length = record.offset = state.file_size
+    record.completed_at = record.expires_at = timezone.now()
+    record.import_state = state
+    record.save(force_insert=True)
+    return state
+
+
+def import_enqueue_tus(upload_id, *, overwrite_manual: bool = False, by_user=None) -> ImportState:
+    """Queue the import of a complete resumable upload; only its owner may."""
+    upload, path = resumable.upload_for_import(upload_id, owner=_person(by_user))
+    state = _enqueue(
+        path,
+        original_name=upload.filename,
+        uploaded=True,
+        overwrite_manual=overwrite_manual,
+        by_user=by_user,
+    )
+    resumable.upload_link(upload, state)
+    return state
 
 
 def import_for_command(

@@ -31,11 +31,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
-from imports import leases, services
+from imports import leases, resumable, services
 from imports.engine import LeaseLost, run_import
 from imports.models import FailureKind, ImportState, ImportStatus
 
 RETRY_FOR_SECONDS = 120
+CLEANUP_EVERY_SECONDS = 300  # expired uploads and imported files (imports.resumable)
 
 
 class StopNow(BaseException):
@@ -246,9 +247,13 @@ class Command(BaseCommand):
     def run_worker(self, *, poll: float, once: bool):
         if self.verbosity:
             self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
+        cleaned_at = 0.0
         while not self.stop.is_set():
             try:
                 close_old_connections()
+                if time.monotonic() - cleaned_at > CLEANUP_EVERY_SECONDS:
+                    self._cleanup_uploads()
+                    cleaned_at = time.monotonic()
                 claimed = services.import_claim_next(self.worker)
             except DatabaseError as exc:
                 self.stderr.write(f"Database error, retrying: {str(exc).splitlines()[0]}")
@@ -263,6 +268,14 @@ class Command(BaseCommand):
             self._work_on(*claimed)
         if self.verbosity:
             self.stdout.write("Import worker stopped.")
+
+    def _cleanup_uploads(self) -> None:
+        """Expired uploads and the files of finished imports (see imports.resumable)."""
+        done = resumable.uploads_cleanup()
+        if self.verbosity and (done.expired or done.imported):
+            self.stdout.write(
+                f"Deleted {done.expired} expired uploads and {done.imported} imported files."
+            )
 
     def _work_on(self, state: ImportState, lease: int):
         if self.verbosity:
