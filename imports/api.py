@@ -244,7 +244,9 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         else:
             state = services.import_enqueue_path(form.validated_data["name"], **options)
         body = self.get_serializer(state).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        return Response(
+            body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["url"])}
+        )
 
     @extend_schema(
         summary="Cancel a queued or running import",
