@@ -220,8 +220,8 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         ]
         if len(sources) != 1:
             raise ApplicationError(
-                "Send one of `file` (a multipart upload), `name` (a file in the import "
-                "folder) or `upload` (the id of a complete resumable upload)."
+                "Send either `file` (a multipart upload), `name` (a file in the import "
+                "folder) or `upload` (the id of a complete resumable upload): one of them."
             )
         form = {
             "file": ImportUploadSerializer,

@@ -21,8 +21,13 @@ import binascii
 
 from django.conf import settings
 from django.utils.http import http_date
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -121,6 +126,19 @@ class TusView(ThrottleFirstMixin, APIView):
         )
 
 
+_REFUSAL = inline_serializer(name="UploadRefusal", fields={"detail": serializers.CharField()})
+# What the protocol answers besides the API's usual 4xx (customerpanel.schema adds those).
+TUS_ERRORS = {
+    code: OpenApiResponse(_REFUSAL, description=text)
+    for code, text in {
+        410: "The upload expired.",
+        412: "Tus-Resumable is missing or not 1.0.0.",
+        413: "Over the size limit, or past the upload's declared length.",
+        423: "Another request is writing this upload; retry.",
+        429: "Too many requests, or too many unfinished uploads.",
+        507: "The server's disk cannot hold the upload.",
+    }.items()
+}
 TUS_HEADER = OpenApiParameter("Tus-Resumable", str, OpenApiParameter.HEADER, enum=["1.0.0"])
 
 
@@ -140,7 +158,7 @@ class UploadCreateView(TusView):
             ),
         ],
         request=None,
-        responses={201: None},
+        responses={201: None, **TUS_ERRORS},
     )
     def post(self, request):
         if _header(request, "Upload-Defer-Length") is not None:
@@ -159,7 +177,11 @@ class UploadCreateView(TusView):
 
 
 class UploadDetailView(TusView):
-    @extend_schema(summary="An upload's offset (tus HEAD)", parameters=[TUS_HEADER])
+    @extend_schema(
+        summary="An upload's offset (tus HEAD)",
+        parameters=[TUS_HEADER],
+        responses={200: None, **TUS_ERRORS},
+    )
     def head(self, request, pk):
         upload = resumable.upload_reconcile(resumable.upload_get(pk, owner=request.user))
         return Response(status=status.HTTP_200_OK, headers=_progress_headers(upload))
@@ -171,7 +193,8 @@ class UploadDetailView(TusView):
             OpenApiParameter("Upload-Offset", int, OpenApiParameter.HEADER, required=True),
         ],
         request={"application/offset+octet-stream": bytes},
-        responses={204: None},
+        responses={204: None, **TUS_ERRORS},
+        operation_id="upload_append",
     )
     def patch(self, request, pk):
         if request.content_type.split(";")[0].strip() != "application/offset+octet-stream":
@@ -193,7 +216,12 @@ class UploadDetailView(TusView):
         )
         return Response(status=status.HTTP_204_NO_CONTENT, headers=_progress_headers(upload))
 
-    @extend_schema(summary="Discard an upload (tus termination)", parameters=[TUS_HEADER])
+    @extend_schema(
+        summary="Discard an upload (tus termination)",
+        parameters=[TUS_HEADER],
+        request=None,
+        responses={204: None, **TUS_ERRORS},
+    )
     def delete(self, request, pk):
         upload = resumable.upload_get(pk, owner=request.user)
         if upload.import_state_id is not None:

@@ -349,7 +349,7 @@ def test_the_import_refuses_an_incomplete_or_foreign_id(tus):
     assert bad.status_code == 400
     both = tus.post("/api/v1/imports/", {"upload": "x", "name": "y.csv"}, "application/json")
     assert both.status_code == 400
-    assert "Send one of" in both.json()["detail"]
+    assert "Send either" in both.json()["detail"]
 
 
 def test_the_plain_multipart_upload_still_works_and_is_recorded(api_client, import_dir):
