@@ -109,6 +109,9 @@
   form.addEventListener("submit", async (event) => {
     const file = fileInput.files[0];
     if (!file || upload) return; // let the browser say the field is required
+    // Over the limit (the field's own check bypassed): the plain form posts it, and the
+    // server stops reading at the limit and says why, on the page.
+    if (file.size > +fileInput.dataset.maxBytes) return;
     event.preventDefault();
     showError("");
     announced = -1;
