@@ -43,6 +43,10 @@
     problem.textContent = text;
     problem.hidden = !text;
   }
+  // Bytes and percent only: the speed and time left mean nothing while stopped.
+  function stopped(why) {
+    figures.textContent = figures.textContent.split(" · ").slice(0, 2).join(" · ") + " · " + why;
+  }
   function setPaused(paused) {
     pauseButton.hidden = paused;
     resumeButton.hidden = !paused;
@@ -129,7 +133,7 @@
       onProgress,
       onError(err) {
         if (retryable(err) && navigator.onLine === false) {
-          figures.textContent += " · connection lost, waiting to reconnect";
+          stopped("connection lost, waiting to reconnect");
           say("Connection lost. The upload goes on once you are back online.");
           window.addEventListener("online", () => { if (upload) upload.start(); }, { once: true });
           return;
@@ -154,7 +158,7 @@
     if (!upload) return;
     upload.abort();
     setPaused(true);
-    figures.textContent += " · paused";
+    stopped("paused");
     say("Upload paused at " + Math.floor(bar.value) + "%.");
   });
   resumeButton.addEventListener("click", () => {
