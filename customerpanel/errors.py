@@ -9,7 +9,18 @@ so neither the API nor the views need a try/except per call to translate it.
 
 from __future__ import annotations
 
-HTTP_STATUS = {"invalid": 400, "conflict": 409, "too_large": 413}
+HTTP_STATUS = {
+    "invalid": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "gone": 410,
+    "precondition": 412,
+    "too_large": 413,
+    "unsupported": 415,
+    "locked": 423,
+    "too_many": 429,
+    "insufficient_storage": 507,
+}
 
 
 class ApplicationError(Exception):
@@ -18,7 +29,7 @@ class ApplicationError(Exception):
     def __init__(self, message: str, *, code: str = "invalid"):
         super().__init__(message)
         self.message = message
-        self.code = code  # invalid (400), conflict (409), too_large (413)
+        self.code = code  # a key of HTTP_STATUS
 
     @property
     def http_status(self) -> int:

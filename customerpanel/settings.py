@@ -203,6 +203,15 @@ IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default
 # (a wrong mapping or delimiter); 0 rows turns the check off. See imports.engine.
 IMPORT_ERROR_THRESHOLD_ROWS = env.int("IMPORT_ERROR_THRESHOLD_ROWS", default=1000)
 IMPORT_ERROR_THRESHOLD_SHARE = env.float("IMPORT_ERROR_THRESHOLD_SHARE", default=0.5)
+# Resumable (tus) uploads, see imports/resumable.py: an unfinished upload is deleted this long
+# after its last byte; a user may have this many unfinished at once; one is refused (507)
+# unless the disk keeps this margin free after all unfinished uploads are complete.
+UPLOAD_EXPIRY_HOURS = env.int("UPLOAD_EXPIRY_HOURS", default=24)
+UPLOAD_MAX_UNFINISHED_PER_USER = env.int("UPLOAD_MAX_UNFINISHED_PER_USER", default=5)
+UPLOAD_FREE_DISK_MARGIN_BYTES = env.int("UPLOAD_FREE_DISK_MARGIN_BYTES", default=1024**3)
+# Uploaded files are deleted once their import completed; those of imports that failed or
+# were cancelled, this long after they stopped (they can be resumed until then).
+UPLOAD_RETENTION_HOURS = env.int("UPLOAD_RETENTION_HOURS", default=168)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -223,6 +232,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user": env("API_THROTTLE_USER", default="2000/minute"),
         "anon": env("API_THROTTLE_ANON", default="60/minute"),
+        "uploads": env("API_THROTTLE_UPLOADS", default="120/minute"),
+        "upload_chunks": env("API_THROTTLE_UPLOAD_CHUNKS", default="3000/minute"),
     },
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

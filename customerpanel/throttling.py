@@ -25,6 +25,23 @@ class AnonThrottle(_LiveRate, AnonRateThrottle):
     pass
 
 
+class UploadThrottle(_LiveRate, UserRateThrottle):
+    """Resumable uploads: their own budgets, so a large file's chunks never hit the API rate.
+
+    PATCH (one chunk each) counts against `upload_chunks`; creating, HEAD, DELETE and
+    OPTIONS against `uploads`. A chunk carries up to its own bytes, so the request
+    count is not what bounds the load; the per-user cap on unfinished uploads is.
+    """
+
+    scope = "uploads"
+
+    def allow_request(self, request, view) -> bool:
+        self.scope = "upload_chunks" if request.method == "PATCH" else "uploads"
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+
 class ThrottleFirstMixin:
     """Check the rate limits before the permissions.
 

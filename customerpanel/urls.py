@@ -4,6 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from imports.tus import UploadCreateView, UploadDetailView
+
 from . import views
 from .api import not_found, router
 
@@ -16,6 +18,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/uploads/", UploadCreateView.as_view(), name="upload-list"),
+    path("api/v1/uploads/<uuid:pk>/", UploadDetailView.as_view(), name="upload-detail"),
     path("api/v1/", include(router.urls)),
     path("api/v1/auth/", include("rest_framework.urls", namespace="rest_framework")),
     # DRF views skip LoginRequiredMiddleware and answer 401/403 themselves;

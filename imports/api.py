@@ -1,7 +1,8 @@
 """REST API for imports: the same use cases as the pages, through `imports.services`.
 
     GET  /api/v1/imports/                 newest first, cursor paginated
-    POST /api/v1/imports/                 multipart `file`, or `name` of a file in IMPORT_DIR
+    POST /api/v1/imports/                 multipart `file`, `name` of a file in IMPORT_DIR,
+                                          or `upload`: a complete tus upload (imports.tus)
     GET  /api/v1/imports/{id}/            a full progress snapshot (poll it)
     POST /api/v1/imports/{id}/cancel/     queued or running -> cancelled
     POST /api/v1/imports/{id}/resume/     failed, cancelled or paused -> queued, from its checkpoint
@@ -309,6 +310,14 @@ class PreviewSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField(help_text="Sample rows repeating an earlier Customer Id.")
 
 
+class ImportFromUploadSerializer(serializers.Serializer):
+    upload = serializers.UUIDField(
+        help_text="Id of a complete resumable upload of yours (POST /api/v1/uploads/, tus)."
+    )
+    overwrite_manual = serializers.BooleanField(default=False, help_text=OVERWRITE_MANUAL_HELP)
+    review = serializers.BooleanField(default=False, help_text=REVIEW_HELP)
+
+
 RefusalSerializer = inline_serializer(
     name="ImportRefusal", fields={"detail": serializers.CharField()}
 )
@@ -353,8 +362,9 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Start an import",
         description=(
-            "Upload a CSV file (`multipart/form-data`, field `file`) or name a file in the "
-            "server's import folder (`name`). The import is queued and run by the import "
+            "Upload a CSV file (`multipart/form-data`, field `file`), name a file in the "
+            "server's import folder (`name`), or give the id of a complete resumable upload "
+            "(`upload`, JSON; see /api/v1/uploads/). The import is queued and run by the import "
             "worker, one at a time; poll the returned `url` for progress (202). With "
             '`"review": true` it is created in review instead (201, status `review`): check '
             "`.../preview/`, change its settings with PATCH, then POST `.../start/` or "
@@ -375,12 +385,19 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         data = request.data
         if upload_too_large(request):
             raise ApplicationError(too_large_message(), code="too_large")
-        if not isinstance(data, Mapping) or ("file" in data) == ("name" in data):
+        sources = [
+            key for key in ("file", "name", "upload") if isinstance(data, Mapping) and key in data
+        ]
+        if len(sources) != 1:
             raise ApplicationError(
-                "Send either `file` (a multipart upload) or `name` (a file in the import "
-                "folder), not both."
+                "Send either `file` (a multipart upload), `name` (a file in the import "
+                "folder) or `upload` (the id of a complete resumable upload): one of them."
             )
-        form = (ImportUploadSerializer if "file" in data else ImportFromFolderSerializer)(data=data)
+        form = {
+            "file": ImportUploadSerializer,
+            "name": ImportFromFolderSerializer,
+            "upload": ImportFromUploadSerializer,
+        }[sources[0]](data=data)
         form.is_valid(raise_exception=True)
         if form.validated_data["overwrite_manual"] and not request.user.has_perm(
             "imports.import_over_edits"
@@ -393,11 +410,13 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         }
         if "file" in form.validated_data:
             state = services.import_enqueue_upload(form.validated_data["file"], **options)
+        elif "upload" in form.validated_data:
+            state = services.import_enqueue_tus(form.validated_data["upload"], **options)
         else:
             state = services.import_enqueue_path(form.validated_data["name"], **options)
         body = self.get_serializer(state).data
         code = status.HTTP_201_CREATED if options["review"] else status.HTTP_202_ACCEPTED
-        return Response(body, status=code, headers={"Location": body["url"]})
+        return Response(body, status=code, headers={"Location": str(body["url"])})
 
     @extend_schema(
         summary="Change the settings of an import in review",

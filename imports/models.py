@@ -7,6 +7,7 @@ the row describes exactly what is in the customers table.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from functools import reduce
 from operator import add
@@ -541,3 +542,54 @@ class UndoKept(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.get_reason_display()}"
+
+
+class UploadQuerySet(models.QuerySet):
+    def unfinished(self) -> UploadQuerySet:
+        return self.filter(completed_at__isnull=True)
+
+    def expired(self, now=None) -> UploadQuerySet:
+        """Never imported and past their expiry: finished or not, nothing will read them."""
+        return self.filter(import_state__isnull=True, expires_at__lt=now or timezone.now())
+
+
+class Upload(models.Model):
+    """A file received through the tus protocol (or a plain multipart upload), on disk.
+
+    `offset` is the number of bytes known to be on disk (written and fsynced before it
+    is recorded); the row is deleted together with its file (see `imports.resumable`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=255)
+    length = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    path = models.CharField(max_length=1024, help_text="Relative to MEDIA_ROOT.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    import_state = models.OneToOneField(
+        ImportState, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload"
+    )
+
+    objects = UploadQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "completed_at"], name="upload_owner_completed")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(offset__gte=0) & Q(offset__lte=F("length")),
+                name="upload_offset_within_length",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Upload {self.id} {self.filename} ({self.offset}/{self.length})"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed_at is not None

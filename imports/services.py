@@ -9,8 +9,6 @@ one application error, with a message for people.
 from __future__ import annotations
 
 import csv
-import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,17 +18,17 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.utils.text import get_valid_filename
+from django.utils import timezone
 
 from customerpanel.csvfiles import spreadsheet_safe
 from customerpanel.errors import ApplicationError
 from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexes
 
-from . import leases
+from . import leases, resumable
 from .columns import LABELS, REPORT_COLUMNS
 from .dialect import Dialect, detect
 from .files import check_import_file, fingerprint
-from .models import ImportState, ImportStatus, ImportUndoRow
+from .models import ImportState, ImportStatus, ImportUndoRow, Upload
 from .reader import FatalImportError, sniff
 from .review import create_for_review
 
@@ -211,10 +209,7 @@ def import_enqueue_upload(
     Django has already streamed the upload to a temporary file; it is moved,
     never read into memory.
     """
-    name = get_valid_filename(Path(upload.name or "upload.csv").name) or "upload.csv"
-    if len(name.encode()) > 200:  # file systems refuse names over 255 bytes
-        stem, suffix = os.path.splitext(name)
-        name = stem.encode()[:180].decode(errors="ignore") + suffix[:10]
+    name = resumable.safe_file_name(upload.name)
     if not is_import_name(name):
         raise ImportRefused(f"{upload.name} {NOT_A_CSV}")
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
@@ -222,9 +217,11 @@ def import_enqueue_upload(
             f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_BYTES:,}-byte limit.",
             code="too_large",
         )
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / secrets.token_hex(8)
+    record = Upload(owner=_person(by_user), filename=name, length=upload.size or 0)
+    record.path = f"uploads/{record.id.hex}/{name}"
+    target = resumable.upload_path(record)
+    folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
     temporary = getattr(upload, "temporary_file_path", None)
     if temporary:
         # Move first: closing a TemporaryUploadedFile deletes it (its close() then
@@ -236,7 +233,7 @@ def import_enqueue_upload(
             for chunk in upload.chunks():
                 out.write(chunk)
     try:
-        return _enqueue(
+        state = _enqueue(
             target,
             original_name=name,
             uploaded=True,
@@ -248,6 +245,29 @@ def import_enqueue_upload(
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    # Recorded like a resumable upload, so `uploads_cleanup` deletes it once imported.
+    record.length = record.offset = state.file_size
+    record.completed_at = record.expires_at = timezone.now()
+    record.import_state = state
+    record.save(force_insert=True)
+    return state
+
+
+def import_enqueue_tus(
+    upload_id, *, overwrite_manual: bool = False, by_user=None, review: bool = False
+) -> ImportState:
+    """Queue the import of a complete resumable upload (or hold it for review); owner only."""
+    upload, path = resumable.upload_for_import(upload_id, owner=_person(by_user))
+    state = _enqueue(
+        path,
+        original_name=upload.filename,
+        uploaded=True,
+        overwrite_manual=overwrite_manual,
+        by_user=by_user,
+        review=review,
+    )
+    resumable.upload_link(upload, state)
+    return state
 
 
 def import_for_command(

@@ -76,6 +76,8 @@ def sample_value(kwarg: str, name: str | None, prefix: str, objects) -> str:
         model = apps.get_model(app_label, model_name)
         return str(model.objects.values_list("pk", flat=True).first())
     if kwarg in ("pk", "object_id"):
+        if name == "upload-detail":  # a resumable upload's UUID
+            return "2c5e6a5e-0000-4000-8000-000000000000"
         if (name or "").startswith(("imports:", "import-")):
             return str(objects["import"].pk)
         return str(objects["customer"].pk)

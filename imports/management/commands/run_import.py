@@ -51,7 +51,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
-from imports import leases, mappings, services, undo
+from imports import leases, mappings, resumable, services, undo
 from imports.columns import HeaderError
 from imports.dialect import ENCODINGS, detect, parse_delimiter, parse_encoding
 from imports.engine import LeaseLost, run_import
@@ -61,6 +61,7 @@ from imports.reader import FatalImportError
 
 RETRY_FOR_SECONDS = 120
 PURGE_EVERY_SECONDS = 3600
+CLEANUP_EVERY_SECONDS = 300  # expired uploads and imported files (imports.resumable)
 
 
 class StopNow(BaseException):
@@ -355,9 +356,13 @@ class Command(BaseCommand):
         self.purge_at = 0.0
         if self.verbosity:
             self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
+        cleaned_at = 0.0
         while not self.stop.is_set():
             try:
                 close_old_connections()
+                if time.monotonic() - cleaned_at > CLEANUP_EVERY_SECONDS:
+                    self._cleanup_uploads()
+                    cleaned_at = time.monotonic()
                 claimed = services.import_claim_next(self.worker)
                 if claimed is None:
                     services.import_rebuild_orphaned_indexes()
@@ -415,6 +420,14 @@ class Command(BaseCommand):
             undo.undo_release(job, lease, status=UndoStatus.QUEUED)
         elif self.verbosity:
             self.stdout.write(undo_summary(job))
+
+    def _cleanup_uploads(self) -> None:
+        """Expired uploads and the files of finished imports (see imports.resumable)."""
+        done = resumable.uploads_cleanup()
+        if self.verbosity and (done.expired or done.imported):
+            self.stdout.write(
+                f"Deleted {done.expired} expired uploads and {done.imported} imported files."
+            )
 
     def _work_on(self, state: ImportState, lease: int):
         if self.verbosity:
