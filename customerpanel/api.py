@@ -18,7 +18,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
 from customers.api import CustomerViewSet
-from imports.api import ImportViewSet
+from imports.api import ImportViewSet, WorkerViewSet
 
 
 class ApiRootView(ThrottleFirstMixin, APIRootView):
@@ -29,6 +29,7 @@ router = DefaultRouter()
 router.APIRootView = ApiRootView
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("imports", ImportViewSet, basename="import")
+router.register("workers", WorkerViewSet, basename="worker")
 
 
 def exception_handler(exc, context):

@@ -16,6 +16,7 @@
     PATCH /api/v1/imports/{id}/           in review: delimiter, encoding, compression, mapping
     POST /api/v1/imports/{id}/start/      in review -> queued
     POST /api/v1/imports/{id}/dry-run/    in review -> queued as a dry run (writes no customer)
+    GET  /api/v1/workers/                 the import workers seen in the last day
 
 Imports are never deleted through the API, and only an import in review has
 settings to change: the status only moves through the services (and the worker).
@@ -47,7 +48,7 @@ from customerpanel.throttling import ThrottleFirstMixin
 
 from . import review, services
 from .dialect import DELIMITERS
-from .models import Compression, ImportState, ImportUndo
+from .models import Compression, ImportState, ImportUndo, Worker
 from .outcomes import COUNTER_FIELDS, OUTCOME_LABELS
 from .undo import undo_blocker, undo_cancel, undo_request
 from .uploads import too_large_message, upload_too_large, use_limited_upload_handlers
@@ -615,3 +616,45 @@ class ImportViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
         if job is None:
             raise ApplicationError(f"Import #{state.pk} was not undone.", code="conflict")
         return undo_kept_response(job)
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(
+        choices=["idle", "working", "stopped", "lost"],
+        help_text="The worker's last word (idle, working, stopped), or lost when it has not "
+        "been seen for IMPORT_STALE_AFTER_SECONDS.",
+    )
+    current_import = serializers.HyperlinkedRelatedField(
+        view_name="import-detail", read_only=True, allow_null=True
+    )
+    current_import_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "name",
+            "host",
+            "pid",
+            "status",
+            "state",
+            "current_import",
+            "current_import_id",
+            "started_at",
+            "last_seen",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the import workers seen in the last day"),
+    retrieve=extend_schema(summary="One import worker"),
+)
+class WorkerViewSet(ThrottleFirstMixin, viewsets.ReadOnlyModelViewSet):
+    """Import worker processes, wherever they run: alive (idle or working), stopped or lost."""
+
+    queryset = Worker.objects.all()
+    serializer_class = WorkerSerializer
+
+    def get_queryset(self):
+        return Worker.objects.remembered()  # "the last day" is now, not at import time

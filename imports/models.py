@@ -593,3 +593,60 @@ class Upload(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.completed_at is not None
+
+
+class WorkerState(models.TextChoices):
+    IDLE = "idle", "Idle"
+    WORKING = "working", "Working"
+    STOPPED = "stopped", "Stopped"
+
+
+# A worker not seen for a day (lost or stopped) is forgotten.
+WORKER_FORGOTTEN_AFTER = timedelta(days=1)
+
+
+class WorkerQuerySet(models.QuerySet):
+    def remembered(self, now=None) -> WorkerQuerySet:
+        return self.filter(last_seen__gte=(now or timezone.now()) - WORKER_FORGOTTEN_AFTER)
+
+    def forgotten(self, now=None) -> WorkerQuerySet:
+        return self.filter(last_seen__lt=(now or timezone.now()) - WORKER_FORGOTTEN_AFTER)
+
+
+class Worker(models.Model):
+    """An import worker process (`run_import --worker`), on whichever machine it runs.
+
+    The worker writes its own row (see imports.workers): registered at start, a
+    heartbeat every few seconds, stopped on a clean exit. One that stops beating
+    without saying so (kill -9, a lost machine) is shown as lost.
+    """
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=WorkerState.choices, default=WorkerState.IDLE)
+    current_import = models.ForeignKey(
+        ImportState, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "pid"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_lost(self, now=None) -> bool:
+        """Running by its last word, but silent for longer than an import may be."""
+        limit = timedelta(seconds=settings.IMPORT_STALE_AFTER_SECONDS)
+        return (
+            self.state != WorkerState.STOPPED and (now or timezone.now()) - self.last_seen > limit
+        )
+
+    @property
+    def status(self) -> str:
+        """idle, working, stopped, or lost."""
+        return "lost" if self.is_lost() else self.state

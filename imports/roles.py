@@ -19,6 +19,7 @@ _VIEW = [
     "customers.export_customer",
     "imports.view_importstate",
     "imports.view_importrejection",
+    "imports.view_worker",
 ]
 _EDIT = [
     "customers.add_customer",

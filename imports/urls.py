@@ -7,6 +7,7 @@ app_name = "imports"
 urlpatterns = [
     path("", views.import_list, name="list"),
     path("upload/", views.import_upload, name="upload"),
+    path("workers/", views.worker_list, name="workers"),
     path("from-folder/", views.import_from_folder, name="from_folder"),
     path("<int:pk>/", views.import_detail, name="detail"),
     path("<int:pk>/review/", views.import_review, name="review"),

@@ -32,7 +32,7 @@ from customers.models import Customer
 from . import review, services, undo
 from .dialect import DELIMITERS
 from .forms import ImportFolderForm, ImportUploadForm
-from .models import Compression, ImportState, ImportStatus, ImportUndo
+from .models import Compression, ImportState, ImportStatus, ImportUndo, Worker
 from .outcomes import COUNTER_FIELDS, COUNTERS, OUTCOME_LABELS
 from .uploads import (
     human_size,
@@ -120,7 +120,28 @@ def import_list(request: HttpRequest) -> HttpResponse:
         "folder_form": ImportFolderForm(auto_id="folder_%s"),
         "max_upload": human_size(settings.IMPORT_MAX_UPLOAD_BYTES),
     }
+    if request.user.has_perm("imports.view_worker"):
+        context |= _workers_context()
     return render(request, "imports/import_list.html", context)
+
+
+def _workers_context() -> dict:
+    workers = list(Worker.objects.remembered().select_related("current_import"))
+    return {
+        "workers": workers,
+        "workers_alive": any(w.status in ("idle", "working") for w in workers),
+        "stale_after": settings.IMPORT_STALE_AFTER_SECONDS,
+    }
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required("imports.view_worker", raise_exception=True)
+def worker_list(request: HttpRequest) -> HttpResponse:
+    """The import workers panel (polled by the imports page), or the page itself without htmx."""
+    if not _wants_fragment(request):
+        return redirect(reverse("imports:list") + "#workers-title")
+    return render(request, "imports/import_list.html#workers", _workers_context())
 
 
 @csrf_exempt  # CSRF is checked below, once the upload handlers are in place

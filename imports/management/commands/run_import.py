@@ -58,6 +58,7 @@ from imports.engine import LeaseLost, run_import
 from imports.management.commands.undo_import import summary as undo_summary
 from imports.models import FailureKind, ImportState, ImportStatus, ImportUndo, UndoStatus
 from imports.reader import FatalImportError
+from imports.workers import Heartbeat
 
 RETRY_FOR_SECONDS = 120
 PURGE_EVERY_SECONDS = 3600
@@ -142,6 +143,7 @@ class Command(BaseCommand):
             except StopNow:
                 # A worker's stop is not a decision about the import: back to the queue.
                 self._release_own(status=ImportStatus.QUEUED)
+                self._stop_heartbeat()
                 self.stdout.write("Import worker stopped.")
                 return None
         if not options["path"]:
@@ -357,12 +359,17 @@ class Command(BaseCommand):
         if self.verbosity:
             self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
         cleaned_at = 0.0
+        self.heartbeat = None
         while not self.stop.is_set():
             try:
                 close_old_connections()
                 if time.monotonic() - cleaned_at > CLEANUP_EVERY_SECONDS:
                     self._cleanup_uploads()
                     cleaned_at = time.monotonic()
+                if self.heartbeat is None:
+                    self.heartbeat = Heartbeat(self.worker)  # shown on the imports page
+                else:
+                    self.heartbeat.beat()
                 claimed = services.import_claim_next(self.worker)
                 if claimed is None:
                     services.import_rebuild_orphaned_indexes()
@@ -386,6 +393,7 @@ class Command(BaseCommand):
                 self.stop.wait(poll)
                 continue
             self._work_on(*claimed)
+        self._stop_heartbeat()
         if self.verbosity:
             self.stdout.write("Import worker stopped.")
 
@@ -429,16 +437,26 @@ class Command(BaseCommand):
                 f"Deleted {done.expired} expired uploads and {done.imported} imported files."
             )
 
+    def _stop_heartbeat(self):
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            with contextlib.suppress(DatabaseError):  # then it shows as lost: true enough
+                heartbeat.stop()
+
     def _work_on(self, state: ImportState, lease: int):
         if self.verbosity:
             self.stdout.write(
                 f"Running import #{state.pk} ({state.original_name}) from {state.percent:.1f}%."
             )
         progress = _Progress(self.stdout, self.verbosity, interactive=False)
+
+        def on_progress(state: ImportState) -> None:
+            progress.update(state)
+            self.heartbeat.beat(state if state.status == ImportStatus.RUNNING else None)
+
         try:
-            state = run_import(
-                state, lease, should_stop=self.stop.is_set, on_progress=progress.update
-            )
+            self.heartbeat.beat(state)
+            state = run_import(state, lease, should_stop=self.stop.is_set, on_progress=on_progress)
         except LeaseLost as exc:
             self.stdout.write(f"Stopped: {exc}.")
             return
