@@ -50,6 +50,9 @@ COMPRESSIONS = {"": "none", "gzip": "gzip", "zip": "zip"}
 BOMS = {"utf-8": b"\xef\xbb\xbf", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an archive, or an empty one
+# File names an import reads: CSV text, gzip-compressed CSV, or a zip holding one CSV.
+IMPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".gz", ".zip")
+NOT_A_CSV = "is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip)."
 # What a zip member or a file in the import folder may be called to be read as CSV.
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 DETECT_BYTES = 64 * 1024
@@ -92,6 +95,10 @@ class Detection:
 
 class DetectionError(FatalImportError):
     """The encoding or the delimiter cannot be told from the file: a person must choose."""
+
+
+def is_import_name(name: str) -> bool:
+    return name.lower().endswith(IMPORT_SUFFIXES)
 
 
 # --- Names people give --------------------------------------------------------------

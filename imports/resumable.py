@@ -57,6 +57,7 @@ from django.utils.text import get_valid_filename
 
 from customerpanel.errors import ApplicationError
 
+from .dialect import NOT_A_CSV, is_import_name
 from .models import ACTIVE_STATUSES, ImportState, ImportStatus, Upload
 from .reader import FatalImportError, sniff
 from .uploads import human_size
@@ -131,8 +132,8 @@ def upload_create(*, owner, length: int, filename: str) -> Upload:
             code="too_large",
         )
     name = safe_file_name(filename)
-    if not name.lower().endswith(".csv"):
-        raise ApplicationError(f"{filename or 'The file'} is not a .csv file.", code="unsupported")
+    if not is_import_name(name):
+        raise ApplicationError(f"{filename or 'The file'} {NOT_A_CSV}", code="unsupported")
     now = timezone.now()
     unfinished = Upload.objects.unfinished().filter(owner=owner, expires_at__gte=now).count()
     if unfinished >= settings.UPLOAD_MAX_UNFINISHED_PER_USER:

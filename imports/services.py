@@ -26,7 +26,8 @@ from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexe
 
 from . import leases, resumable
 from .columns import LABELS, REPORT_COLUMNS
-from .dialect import Dialect, detect
+from .dialect import IMPORT_SUFFIXES as IMPORT_SUFFIXES
+from .dialect import NOT_A_CSV, Dialect, detect, is_import_name
 from .files import check_import_file, fingerprint
 from .models import ImportState, ImportStatus, ImportUndoRow, Upload
 from .reader import FatalImportError, sniff
@@ -51,15 +52,6 @@ def import_rebuild_orphaned_indexes() -> list[str]:
     if running is not None and leases.holder_alive(running):
         return []  # it builds them at its end
     return rebuild_deferred_indexes(connection)
-
-
-# File names an import reads: CSV text, gzip-compressed CSV, or a zip holding one CSV.
-IMPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".gz", ".zip")
-NOT_A_CSV = "is not a CSV file (.csv, .tsv, .txt, optionally .gz or in a .zip)."
-
-
-def is_import_name(name: str) -> bool:
-    return name.lower().endswith(IMPORT_SUFFIXES)
 
 
 @dataclass(frozen=True)

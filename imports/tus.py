@@ -154,7 +154,7 @@ class UploadCreateView(TusView):
                 "Upload-Metadata",
                 str,
                 OpenApiParameter.HEADER,
-                description="`filename <base64 of the name>`; the name must end in .csv.",
+                description="`filename <base64 of the name>`: .csv, .tsv, .txt, .gz or .zip.",
             ),
         ],
         request=None,
