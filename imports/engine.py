@@ -95,6 +95,11 @@ def read_chunks(
     start = offset
     item = None
     size = first_batch_size or batch_size
+
+    def chunk() -> Chunk:  # the rows so far, ending after `item`: its checkpoint
+        end = item.end_offset
+        return Chunk(clean, rejected, end, item.end_line, source.stored_offset(end))
+
     try:
         for item in source.records(offset, line):
             checked = validator(item)
@@ -103,29 +108,15 @@ def read_chunks(
             else:
                 rejected.append(checked)
             if len(clean) + len(rejected) >= size or item.end_offset - start >= MAX_BATCH_BYTES:
-                yield Chunk(
-                    clean,
-                    rejected,
-                    item.end_offset,
-                    item.end_line,
-                    source.stored_offset(item.end_offset),
-                )
+                yield chunk()
                 clean, rejected, start, size = [], [], item.end_offset, batch_size
     except FatalImportError:
         # The rows read before the fatal problem are sound: commit them, then fail.
         if clean or rejected:
-            yield Chunk(
-                clean,
-                rejected,
-                item.end_offset,
-                item.end_line,
-                source.stored_offset(item.end_offset),
-            )
+            yield chunk()
         raise
     if clean or rejected:
-        yield Chunk(
-            clean, rejected, item.end_offset, item.end_line, source.stored_offset(item.end_offset)
-        )
+        yield chunk()
 
 
 _DONE = object()
