@@ -53,6 +53,10 @@ LIST_COLUMNS = (
     "overwrite_manual",
     "dry_run",
     "bytes_processed",
+    # What percent and is_resumable read: deferred, each would cost a query per row.
+    "compression",
+    "source_bytes_processed",
+    "undo_requested_at",
     *COUNTER_FIELDS,
     "created_at",
     "started_at",
