@@ -166,3 +166,55 @@ def test_a_reloaded_page_resumes_from_the_servers_offset(page, import_dir, tmp_p
     page.wait_for_url(re.compile(r"/imports/\d+/review/$"), timeout=60_000)
     upload = Upload.objects.get()  # one upload, not a second one from the start
     assert sha256(resumable.upload_path(upload)) == sha256(source)
+
+
+def test_an_upload_survives_the_web_server_restarting(
+    browser, subprocess_env, user, client, tmp_path
+):
+    """Real gunicorn, killed (master and workers) mid-upload and started again on its port."""
+    import os
+    import signal
+
+    from imports.tests.test_web_restart import free_port, start_gunicorn
+
+    source = big_csv(tmp_path / "restart.csv")
+    # Static files straight from the apps: this test's server runs without collectstatic.
+    env = {**subprocess_env, "STATIC_MANIFEST": "0", "WHITENOISE_USE_FINDERS": "1"}
+    port = free_port()
+    web = start_gunicorn(env, port)
+    client.force_login(user)  # a session the server finds in the shared database
+    context = browser.new_context(base_url=f"http://127.0.0.1:{port}")
+    context.add_cookies(
+        [
+            {
+                "name": "sessionid",
+                "value": client.cookies["sessionid"].value,
+                "url": f"http://127.0.0.1:{port}",
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto("/imports/")
+        Network(page, 15 * 1024 * 1024)
+        page.set_input_files("#upload_file", str(source))
+        page.get_by_role("button", name="Upload and review").click()
+        wait_for(lambda: acknowledged() >= 16 * 1024 * 1024)
+
+        os.killpg(web.pid, signal.SIGKILL)  # the web server dies mid-chunk
+        web.wait(timeout=10)
+        killed_at = acknowledged()
+        expect(page.locator("#upload-live")).to_contain_text("not answering", timeout=30_000)
+        shot(page, "server_down")
+        assert acknowledged() == killed_at < SIZE
+        web = start_gunicorn(env, port)  # back on the same address
+
+        page.wait_for_url(re.compile(r"/imports/\d+/review/$"), timeout=90_000)
+        upload = Upload.objects.get()
+        assert upload.is_complete and upload.import_state == ImportState.objects.get()
+        assert sha256(resumable.upload_path(upload)) == sha256(source)
+    finally:
+        context.close()
+        os.killpg(web.pid, signal.SIGKILL)
+        web.wait(timeout=10)

@@ -3,7 +3,8 @@
 // Progressive enhancement: without JavaScript (or without tus support) the form posts
 // the file as before. With it, the file goes in 8 MB chunks to /api/v1/uploads/, each
 // stored durably before it is acknowledged; pause and resume, a dropped network
-// (retried with back-off, and again once the browser is back online) and a reloaded
+// (retried with back-off, and again once the browser is back online), a restarting
+// server (retried with back-off, said on the page) and a reloaded
 // page (choose the same file again: tus-js-client's fingerprint finds the upload and
 // the server's offset says where to go on) all continue where the server left off.
 // Once complete, the import is started from the upload and the browser goes to it.
@@ -134,7 +135,15 @@
       removeFingerprintOnSuccess: true,
       metadata: { filename: file.name },
       headers: { "X-CSRFToken": csrf },
-      onShouldRetry: (err) => retryable(err) && navigator.onLine !== false,
+      onShouldRetry(err) {
+        if (!retryable(err) || navigator.onLine === false) return false;
+        // Online but no answer (the server restarting, say): it goes on by itself.
+        stopped("server not answering, retrying");
+        if (!live.textContent.startsWith("The server")) {
+          say("The server is not answering. The upload retries by itself.");
+        }
+        return true;
+      },
       onProgress,
       onError(err) {
         if (retryable(err) && navigator.onLine === false) {
