@@ -47,7 +47,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from customers.deferred_indexes import defer_indexes, rebuild_deferred_indexes
+from customers.deferred_indexes import (
+    defer_indexes,
+    indexes_deferred,
+    rebuild_deferred_indexes,
+)
 
 from . import leases
 from .compare import CompareWriter
@@ -257,17 +261,25 @@ def is_bulk_load(state: ImportState, since: tuple[int, int]) -> bool:
         return cursor.fetchone()[0] < rows_left
 
 
-def choose_indexes(state: ImportState, since: tuple[int, int]) -> None:
+def choose_indexes(state: ImportState, lease: int, since: tuple[int, int]) -> None:
     """Defer the indexes for a bulk load; otherwise rebuild any a dead run left dropped."""
     if is_bulk_load(state, since):
         defer_indexes(connection, by=f"import #{state.pk}")
     else:
+        rebuild_indexes(state, lease)
+
+
+def rebuild_indexes(state: ImportState, lease: int) -> None:
+    """Build the deferred indexes, the import's heartbeat going on meanwhile (minutes at 2 M)."""
+    if not indexes_deferred(connection):
+        return
+    with leases.kept_alive(state, lease):
         rebuild_deferred_indexes(connection)
 
 
-def rebuild_indexes_after_run(state: ImportState) -> None:
+def rebuild_indexes_after_run(state: ImportState, lease: int) -> None:
     try:
-        rebuild_deferred_indexes(connection)
+        rebuild_indexes(state, lease)
     except DatabaseError as exc:  # connection lost: the next run or worker rebuilds them
         log.warning("import #%s: indexes not rebuilt yet: %s", state.pk, exc)
 
@@ -292,7 +304,7 @@ def run_import(
         return _run(state, lease, should_stop=should_stop, on_progress=on_progress)
     finally:
         # Cancelled, failed, stopped or completed: deferred indexes never outlive a run.
-        rebuild_indexes_after_run(state)
+        rebuild_indexes_after_run(state, lease)
 
 
 def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportState:
@@ -333,7 +345,7 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
             for chunk in prefetch(chunks, stop_reading):
                 commit_chunk(state, lease, writer, chunk)
                 if since is not None:
-                    choose_indexes(state, since)
+                    choose_indexes(state, lease, since)
                     since = None
                 on_progress(state)
                 if _paused_for_rejections(state, lease):
@@ -348,7 +360,7 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
         leases.fail(state, lease, str(exc), kind=kind)
         return state
     # Completed means searchable: the indexes are built before the import says so.
-    rebuild_deferred_indexes(connection)
+    rebuild_indexes(state, lease)
     leases.complete(state, lease)
     on_progress(state)
     return state

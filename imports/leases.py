@@ -32,10 +32,15 @@ heartbeat. Time spent queued or cancelled is never counted.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -48,7 +53,10 @@ from .models import (
     ImportState,
     ImportStatus,
     ImportUndo,
+    Worker,
 )
+
+log = logging.getLogger(__name__)
 
 # Any number; PostgreSQL advisory locks are keyed by it.
 CLAIMS_LOCK = 0x1A2B_0001
@@ -316,6 +324,46 @@ def checkpoint(state: ImportState, lease: int, **fields) -> None:
         raise LeaseLost(f"import #{state.pk} is no longer ours (lease {lease})")
     for name, value in fields.items():
         setattr(state, name, value)
+
+
+def beat(state: ImportState, lease: int) -> bool:
+    """Say the import (and the worker shown on it) is alive, without a batch; False if not ours."""
+    now = timezone.now()
+    held = ImportState.objects.filter(pk=state.pk, lease=lease, status=ImportStatus.RUNNING).update(
+        heartbeat_at=now
+    )
+    Worker.objects.filter(current_import_id=state.pk).update(last_seen=now)
+    return held == 1
+
+
+@contextmanager
+def kept_alive(state: ImportState, lease: int, *, every: float | None = None) -> Iterator[None]:
+    """Beat the import's heartbeat from a thread while the caller runs one long statement.
+
+    Building a deferred index over millions of rows takes minutes without a
+    checkpoint; without this, another worker would find the import stale and take
+    it over while it is still being finished. The thread has its own connection.
+    """
+    every = every or max(settings.IMPORT_STALE_AFTER_SECONDS / 3, 0.5)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stop.wait(every):
+                try:
+                    beat(state, lease)
+                except DatabaseError as exc:  # the next beat tries again
+                    log.warning("import #%s: heartbeat not written: %s", state.pk, exc)
+        finally:
+            connections.close_all()  # this thread's connection only
+
+    thread = threading.Thread(target=run, name=f"heartbeat-{state.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _end_run(state: ImportState, lease: int, status: str, **fields) -> None:

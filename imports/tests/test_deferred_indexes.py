@@ -10,7 +10,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+import time
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -23,7 +26,7 @@ from customers.deferred_indexes import (
 )
 from customers.models import Customer, DeferredIndex
 from imports import leases, services
-from imports.engine import LeaseLost, run_import
+from imports.engine import LeaseLost, rebuild_indexes, run_import
 from imports.models import ImportState, ImportStatus
 from imports.tests.helpers import row, write_csv
 
@@ -249,3 +252,39 @@ def test_a_worker_leaves_them_to_a_live_load(bulk, big_file, migrated_indexes):
     leases.cancel(state)
     assert len(services.import_rebuild_orphaned_indexes()) == len(migrated_indexes) - 2
     assert index_set() == migrated_indexes
+
+
+def test_a_long_index_build_keeps_the_import_alive(bulk, settings, big_file, migrated_indexes):
+    """Minutes of CREATE INDEX at 2 M rows write no checkpoint: the heartbeat must go on."""
+    settings.IMPORT_STALE_AFTER_SECONDS = 1
+    state, lease = start(big_file)
+    defer_indexes(connection, by=f"import #{state.pk}")
+    db = connection.settings_dict
+    # Another session's open write makes CREATE INDEX wait: a build that takes seconds.
+    blocker = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    )
+    blocker.execute("LOCK TABLE customers_customer IN ROW EXCLUSIVE MODE")
+
+    def build() -> None:
+        try:
+            rebuild_indexes(state, lease)
+        finally:
+            connection.close()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        time.sleep(2.5)  # more than twice the stale time, all of it inside the build
+        assert builder.is_alive() and DeferredIndex.objects.exists()
+        state.refresh_from_db()
+        assert not state.is_stale() and leases.holder_alive(state)
+        # So no other worker can take it over mid-build.
+        assert services.import_claim_next("other-host:2") is None
+    finally:
+        blocker.rollback()
+        blocker.close()
+        builder.join(timeout=60)
+    assert index_set() == migrated_indexes
+    state.refresh_from_db()
+    assert state.status == ImportStatus.RUNNING and state.lease == lease
