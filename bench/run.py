@@ -12,8 +12,9 @@ floor: an all-text table without indexes); time
 re-import over 1 % hand-edited customers; `manage.py export_customers` of the whole
 table (time and peak RSS); `manage.py undo_import` of the 10 %-changed re-import; a
 first import on SQLite; then web latency under gunicorn, idle and while another import
-writes. Prints the tables and the targets and writes them as Markdown to
-bench/results/latest.md. The developer's database and .env are never used.
+writes, on PostgreSQL and on the SQLite database of that first import. Prints the tables
+and the targets and writes them as Markdown to bench/results/latest.md. The developer's
+database and .env are never used.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import platform
 import secrets
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +46,13 @@ DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/customerpanel_bench"
 FULL_ROWS = 2_000_000
 QUICK_ROWS = 200_000
 FLOOR_RATIO_TARGET = 1.5
+# Against the raw floor (psql \copy into an all-text table without indexes).
+RAW_FLOOR_TARGETS = {
+    "PG first import": 3.0,
+    "PG unchanged re-import": 1.5,
+    "PG 10% changed + 1% manual": 2.5,
+}
+SQLITE_ROWS_PER_SECOND_TARGET = 20_000
 RSS_TARGET_MB = 200
 
 
@@ -240,7 +251,7 @@ def run_export(args, env, report) -> None:
     log(f"  {measured.wall:.1f} s, {measured.peak_rss_mb:.0f} MB peak RSS")
 
 
-def run_sqlite(args, files, report) -> None:
+def run_sqlite(args, files, report) -> Path:
     path = ib.DATA_DIR / "bench.sqlite3"
     ib.sqlite_remove(path)
     env = ib.django_env(ib.sqlite_url(path))
@@ -256,39 +267,72 @@ def run_sqlite(args, files, report) -> None:
     )
     report.imports.append(measured)
     log(f"  {measured.wall:.1f} s")
-    if not args.keep:
-        ib.sqlite_remove(path)
+    return path
 
 
-def _web_context(url: str, rows: int, import_id: int) -> dict[str, str]:
-    with ib.pg_connect(url) as conn:
-        # "Near the low end": the infinite scroll / cursor has walked past all but these rows.
-        deep_id = conn.execute(
-            "SELECT id FROM customers_customer ORDER BY id OFFSET %s LIMIT 1",
-            [max(200, rows // 1000)],
-        ).fetchone()[0]
-        surname = conn.execute(
-            "SELECT last_name FROM customers_customer "
-            "WHERE id >= (SELECT (min(id) + max(id)) / 2 FROM customers_customer) "
-            "ORDER BY id LIMIT 1"
-        ).fetchone()[0]
+@dataclass
+class WebDatabase:
+    """What the web run needs of one database: PostgreSQL or the SQLite file."""
+
+    label: str  # "PostgreSQL" or "SQLite"
+    env: dict[str, str]
+    latest: Callable[[], dict]  # the newest import's row
+    query: Callable[[str, list], tuple]  # one row of a query with %s parameters
+    checkpoint: Callable[[], None] = lambda: None
+    short: str = "PG"
+
+    @classmethod
+    def postgres(cls, url: str, env: dict[str, str]) -> WebDatabase:
+        def query(sql: str, params: list) -> tuple:
+            with ib.pg_connect(url) as conn:
+                return conn.execute(sql, params).fetchone()
+
+        return cls(
+            "PostgreSQL", env, lambda: ib.latest_import(url), query, lambda: ib.pg_checkpoint(url)
+        )
+
+    @classmethod
+    def sqlite(cls, path: Path) -> WebDatabase:
+        def query(sql: str, params: list) -> tuple:
+            with sqlite3.connect(path) as conn:
+                return conn.execute(sql.replace("%s", "?"), params).fetchone()
+
+        env = ib.django_env(ib.sqlite_url(path))
+        return cls("SQLite", env, lambda: ib.sqlite_latest_import(path), query, short="SQLite")
+
+
+def _web_context(db: WebDatabase, rows: int, import_id: int) -> dict[str, str]:
+    # "Near the low end": the infinite scroll / cursor has walked past all but these rows.
+    deep_id = db.query(
+        "SELECT id FROM customers_customer ORDER BY id LIMIT 1 OFFSET %s",
+        [max(200, rows // 1000)],
+    )[0]
+    surname = db.query(
+        "SELECT last_name FROM customers_customer "
+        "WHERE id >= (SELECT (min(id) + max(id)) / 2 FROM customers_customer) "
+        "ORDER BY id LIMIT 1",
+        [],
+    )[0]
     letters = "".join(ch for ch in surname if ch.isalpha())[:4].lower() or "smi"
     return wb.url_context(deep_id=deep_id, term=letters, import_id=import_id)
 
 
-def _wait_running(url: str, child: ib.Child, previous_id: int, timeout: float = 300) -> dict:
+def _wait_running(db: WebDatabase, child: ib.Child, previous_id: int, timeout: float = 300) -> dict:
     """The new import's row once its first batch has committed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not child.poll():
-        state = ib.latest_import(url)
+        state = db.latest()
         if state.get("id", 0) > previous_id and state["rows_processed"] > 0:
             return state
         time.sleep(0.1)
     raise ib.BenchError(f"the import under load never got going:\n{child.output_tail()}")
 
 
-def run_web(args, files, env, report) -> None:
-    url = args.pg_url
+def run_web(args, files, db: WebDatabase, report) -> None:
+    env = db.env
+    idle_results = report.web_idle.setdefault(db.label, {})
+    during_results = report.web_during.setdefault(db.label, {})
+    unavailable = report.unavailable.setdefault(db.label, {})
     password = secrets.token_urlsafe(16)
     ib.manage(
         "createsuperuser",
@@ -299,14 +343,13 @@ def run_web(args, files, env, report) -> None:
         "bench@example.com",
         env={**env, "DJANGO_SUPERUSER_PASSWORD": password},
     )
-    last_import = ib.latest_import(url)["id"]
-    context = _web_context(url, args.rows, last_import)
+    last_import = db.latest()["id"]
+    context = _web_context(db, args.rows, last_import)
     report.notes.append(
-        "Web context: deep id {deep_id}, search term {term!r}, API cursor {deep_cursor}.".format(
-            **context
-        )
+        f"Web context on {db.label}: "
+        + "deep id {deep_id}, search term {term!r}, API cursor {deep_cursor}.".format(**context)
     )
-    log("Web: starting gunicorn (2 gthread workers x 8 threads) ...")
+    log(f"Web on {db.label}: starting gunicorn (2 gthread workers x 8 threads) ...")
     server = wb.Server(env)
     try:
         cookie = wb.login(server.port, "bench", password)
@@ -314,13 +357,13 @@ def run_web(args, files, env, report) -> None:
         for endpoint in wb.ENDPOINTS:
             problem = wb.probe(server.port, cookie, endpoint, context)
             if problem:
-                report.unavailable[endpoint.name] = f"{endpoint.path}: {problem}"
+                unavailable[endpoint.name] = f"{endpoint.path}: {problem}"
                 log(f"  {endpoint.name}: not measured ({problem})")
             else:
                 available.append(endpoint)
         for endpoint in available:
             log(f"  idle: {endpoint.name} ...")
-            report.web_idle.update(
+            idle_results.update(
                 wb.load(
                     server.port,
                     cookie,
@@ -334,7 +377,7 @@ def run_web(args, files, env, report) -> None:
         if not available:
             return
         log("  during an import: first import of a second file (another seed) ...")
-        ib.pg_checkpoint(url)
+        db.checkpoint()
         # Niced, as `make run` and docker compose run the worker: pages come first.
         child = ib.Child(
             ["nice", "-n", "10", *ib.import_args(files["second"])],
@@ -347,10 +390,10 @@ def run_web(args, files, env, report) -> None:
             child.wait()
             done.set()
 
-        state = _wait_running(url, child, last_import)
+        state = _wait_running(db, child, last_import)
         threading.Thread(target=reap, daemon=True).start()
         during_context = {**context, "import_id": str(state["id"])}
-        report.web_during.update(
+        during_results.update(
             wb.load(
                 server.port,
                 cookie,
@@ -366,10 +409,10 @@ def run_web(args, files, env, report) -> None:
         log("  waiting for that import to finish ...")
         done.wait()
         child.check("import under web load")
-        state = ib.latest_import(url)
+        state = db.latest()
         report.imports.append(
             ib.Measured(
-                step="PG first import, 2nd file, under web load",
+                step=f"{db.short} import of a 2nd file, under web load",
                 wall=child.wall,
                 max_rss_kb=child.max_rss_kb,
                 returncode=child.returncode,
@@ -400,9 +443,10 @@ class Report:
         self.raw_floor: ib.Measured | None = None
         self.imports: list[ib.Measured] = []
         self.exports: list[ib.Measured] = []
-        self.web_idle: dict[str, wb.Stats] = {}
-        self.web_during: dict[str, wb.Stats] = {}
-        self.unavailable: dict[str, str] = {}
+        # By database label ("PostgreSQL", "SQLite"), then endpoint name.
+        self.web_idle: dict[str, dict[str, wb.Stats]] = {}
+        self.web_during: dict[str, dict[str, wb.Stats]] = {}
+        self.unavailable: dict[str, dict[str, str]] = {}
         self.notes: list[str] = []
         self.skipped: list[str] = []
 
@@ -426,6 +470,21 @@ class Report:
                 f"{unchanged.wall:.1f} s vs {first.wall:.1f} s",
                 unchanged.wall < first.wall,
             )
+        if self.raw_floor:
+            for step, limit in RAW_FLOOR_TARGETS.items():
+                if measured := self.find(step):
+                    ratio = measured.wall / self.raw_floor.wall
+                    add(
+                        f"{step} <= {limit}x raw floor",
+                        f"{ratio:.2f}x ({measured.wall:.1f} s vs {self.raw_floor.wall:.1f} s)",
+                        ratio <= limit,
+                    )
+        if sqlite := self.find("SQLite first import"):
+            add(
+                f"SQLite first import >= {SQLITE_ROWS_PER_SECOND_TARGET:,} rows/s",
+                f"{sqlite.rows_per_second:,.0f} rows/s",
+                sqlite.rows_per_second >= SQLITE_ROWS_PER_SECOND_TARGET,
+            )
         importers = [m for m in self.imports if m is not self.floor and m is not self.raw_floor]
         if importers:
             worst = max(importers, key=lambda m: m.max_rss_kb)
@@ -442,33 +501,37 @@ class Report:
             )
         if self.args.skip_web:
             return rows
-        for kind, label in (
-            ("list", "List/API pages"),
-            ("search", "Search"),
-            ("progress", "Progress partial"),
-        ):
-            idle_ms, during_ms = wb.TARGETS_MS[kind]
-            for when, results, limit in (
-                ("idle", self.web_idle, idle_ms),
-                ("during import", self.web_during, during_ms),
+        for database, idle_results in self.web_idle.items():
+            during_results = self.web_during.get(database, {})
+            for kind, label in (
+                ("list", "List/API pages"),
+                ("search", "Search"),
+                ("progress", "Progress partial"),
             ):
-                measured = [
-                    (stats.percentile(99), name)
-                    for e in wb.ENDPOINTS
-                    if e.kind == kind
-                    and (name := e.name) in results
-                    and (stats := results[name]).count
-                ]
-                name = f"{label} p99 < {limit} ms {when}"
-                if not measured:
-                    add(name, "-", None)
-                    continue
-                p99, worst_name = max(measured)
-                missing = [e.name for e in wb.ENDPOINTS if e.kind == kind and e.name not in results]
-                value = f"{p99:.1f} ms ({worst_name})" + (
-                    f"; not measured: {', '.join(missing)}" if missing else ""
-                )
-                add(name, value, p99 < limit)
+                idle_ms, during_ms = wb.TARGETS_MS[kind]
+                for when, results, limit in (
+                    ("idle", idle_results, idle_ms),
+                    ("during import", during_results, during_ms),
+                ):
+                    measured = [
+                        (stats.percentile(99), name)
+                        for e in wb.ENDPOINTS
+                        if e.kind == kind
+                        and (name := e.name) in results
+                        and (stats := results[name]).count
+                    ]
+                    name = f"{database}: {label} p99 < {limit} ms {when}"
+                    if not measured:
+                        add(name, "-", None)
+                        continue
+                    p99, worst_name = max(measured)
+                    missing = [
+                        e.name for e in wb.ENDPOINTS if e.kind == kind and e.name not in results
+                    ]
+                    value = f"{p99:.1f} ms ({worst_name})" + (
+                        f"; not measured: {', '.join(missing)}" if missing else ""
+                    )
+                    add(name, value, p99 < limit)
         return rows
 
     def markdown(self) -> str:
@@ -550,61 +613,75 @@ class Report:
                     for m in self.exports
                 ],
             )
-        if not self.args.skip_web:
-            out += ["", "## Web (ms; gunicorn gthread 2x8; concurrency "]
-            out[-1] += f"{self.args.concurrency}, up to {self.args.requests} requests per endpoint)"
-            out += [""]
-            rows = []
-            for endpoint in wb.ENDPOINTS:
-                if endpoint.name in self.unavailable:
-                    rows.append([endpoint.name, "not measured", *["-"] * 8])
-                    continue
-                idle = self.web_idle.get(endpoint.name, wb.Stats())
-                during = self.web_during.get(endpoint.name, wb.Stats())
-                rows.append(
-                    [
-                        endpoint.name,
-                        str(idle.count),
-                        *(fmt_ms(idle.percentile(p)) for p in (50, 95, 99)),
-                        str(during.count),
-                        *(fmt_ms(during.percentile(p)) for p in (50, 95, 99)),
-                        f"{idle.errors + during.errors}",
-                    ]
-                )
-            out += table(
-                [
-                    "endpoint",
-                    "idle n",
-                    "idle p50",
-                    "idle p95",
-                    "idle p99",
-                    "import n",
-                    "import p50",
-                    "import p95",
-                    "import p99",
-                    "errors",
-                ],
-                rows,
+        for database, idle_results in self.web_idle.items():
+            out += self._web_markdown(
+                database, idle_results, self.web_during.get(database, {}), self.unavailable
             )
-            out += [""]
-            out += [
-                f"- {e.name}: `{e.path}`" for e in wb.ENDPOINTS if e.name not in self.unavailable
-            ]
-            out += [f"- NOT MEASURED {name}: {why}" for name, why in self.unavailable.items()]
-            errors = {
-                name: dict(stats.statuses)
-                for results in (self.web_idle, self.web_during)
-                for name, stats in results.items()
-                if stats.errors
-            }
-            if errors:
-                out += [f"- Errors (status: count): {errors}"]
         out += ["", "## Targets", ""]
         out += table(["target", "measured", "result"], [list(t) for t in self.targets()], "lll")
         if self.notes or self.skipped:
             out += ["", "Notes:", ""]
             out += [f"- {note}" for note in [*self.skipped, *self.notes]]
         return "\n".join(out) + "\n"
+
+    def _web_markdown(
+        self,
+        database: str,
+        idle_results: dict[str, wb.Stats],
+        during_results: dict[str, wb.Stats],
+        unavailable: dict[str, dict[str, str]],
+    ) -> list[str]:
+        missing = unavailable.get(database, {})
+        out = [
+            "",
+            f"## Web on {database} (ms; gunicorn gthread 2x8; concurrency "
+            f"{self.args.concurrency}, up to {self.args.requests} requests per endpoint)",
+            "",
+        ]
+        rows = []
+        for endpoint in wb.ENDPOINTS:
+            if endpoint.name in missing:
+                rows.append([endpoint.name, "not measured", *["-"] * 8])
+                continue
+            idle = idle_results.get(endpoint.name, wb.Stats())
+            during = during_results.get(endpoint.name, wb.Stats())
+            rows.append(
+                [
+                    endpoint.name,
+                    str(idle.count),
+                    *(fmt_ms(idle.percentile(p)) for p in (50, 95, 99)),
+                    str(during.count),
+                    *(fmt_ms(during.percentile(p)) for p in (50, 95, 99)),
+                    f"{idle.errors + during.errors}",
+                ]
+            )
+        out += table(
+            [
+                "endpoint",
+                "idle n",
+                "idle p50",
+                "idle p95",
+                "idle p99",
+                "import n",
+                "import p50",
+                "import p95",
+                "import p99",
+                "errors",
+            ],
+            rows,
+        )
+        out += [""]
+        out += [f"- {e.name}: `{e.path}`" for e in wb.ENDPOINTS if e.name not in missing]
+        out += [f"- NOT MEASURED {name}: {why}" for name, why in missing.items()]
+        errors = {
+            name: dict(stats.statuses)
+            for results in (idle_results, during_results)
+            for name, stats in results.items()
+            if stats.errors
+        }
+        if errors:
+            out += [f"- Errors (status: count): {errors}"]
+        return out
 
 
 def fmt_ms(value: float | None) -> str:
@@ -664,24 +741,27 @@ def bench(args: argparse.Namespace) -> int:
         if not args.skip_web:
             report.files["second"] = ib.reference_file(args.rows, seed=43, log=log)
         run_imports(args, report.files, env, report)
+        databases = [WebDatabase.postgres(args.pg_url, env)]
         if args.skip_sqlite:
             report.skipped.append("SQLite import skipped (--skip-sqlite).")
         else:
-            run_sqlite(args, report.files, report)
+            sqlite_path = run_sqlite(args, report.files, report)
+            databases.append(WebDatabase.sqlite(sqlite_path))
         if args.skip_web:
             report.skipped.append("Web latency skipped (--skip-web).")
-        else:
+        for db in [] if args.skip_web else databases:
             try:
-                run_web(args, report.files, env, report)
+                run_web(args, report.files, db, report)
             except ib.BenchError as exc:
-                report.notes.append(f"Web benchmark failed: {exc}")
-                log(f"Web benchmark failed: {exc}")
+                report.notes.append(f"Web benchmark on {db.label} failed: {exc}")
+                log(f"Web benchmark on {db.label} failed: {exc}")
     except ib.BenchError as exc:
         log(f"\nBenchmark failed: {exc}")
         return 1
     finally:
         if not args.keep:
             ib.pg_drop(args.pg_url)
+            ib.sqlite_remove(ib.DATA_DIR / "bench.sqlite3")
     text = report.markdown()
     ib.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (ib.RESULTS_DIR / "latest.md").write_text(text)
