@@ -196,8 +196,9 @@ IMPORT_STALE_AFTER_SECONDS = env.int("IMPORT_STALE_AFTER_SECONDS", default=30)
 # What undoing an import needs is kept this many days after it finished, then deleted
 # by the worker (or `undo_import --purge-expired`); the import can then not be undone.
 IMPORT_UNDO_KEEP_DAYS = env.int("IMPORT_UNDO_KEEP_DAYS", default=30)
-# PostgreSQL: an import that will add at least this many rows, and at least as many as
-# the table holds, drops the secondary indexes, loads, then builds them again.
+# An import that will add at least this many rows, and at least as many as the table
+# holds, drops the secondary indexes (SQLite: and the search index), loads, then builds
+# them again.
 IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default=100_000)
 # An import pauses itself when more than this share of its first rows is rejected
 # (a wrong mapping or delimiter); 0 rows turns the check off. See imports.engine.

@@ -15,7 +15,7 @@ def _repair_search_index(sender, using: str, **kwargs) -> None:
 
 
 def _rebuild_deferred_indexes(connection) -> None:
-    # Indexes a crashed bulk load left dropped (PostgreSQL); none before migration 0006.
+    # Indexes a crashed bulk load left dropped; none before migration 0006.
     from .deferred_indexes import rebuild_deferred_indexes
     from .models import DeferredIndex
 

@@ -1,4 +1,4 @@
-"""PostgreSQL only: load first, index after, for bulk loads into a small customers table.
+"""Load first, index after, for bulk loads into a small customers table.
 
 Keeping every index up to date row by row made a first import of 300,000 rows
 about ten times slower than building the same indexes once over the loaded
@@ -17,6 +17,14 @@ two rebuilders never build the same one (FOR UPDATE SKIP LOCKED).
 
 While indexes are missing every page keeps working (by scans), and the customer
 list says the search index is being built.
+
+SQLite does the same with its secondary indexes and its FTS5 search index
+(customers/search_index.py): the search index's triggers are dropped (one record,
+SEARCH_INDEX), rows load without it, and `ensure_search_index` puts the triggers
+back and rebuilds the index from the table in one statement. That halves the cost
+of keeping it during a first load (trigram postings merged batch after batch), and
+search, which reads the index only while every trigger exists, scans meanwhile.
+The IMMEDIATE transactions that SQLite's connections use serialise rebuilders.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from django.db import OperationalError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .models import DeferredIndex
+from .search_index import FTS_TABLE, drop_search_triggers, ensure_search_index, search_index_ready
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +57,34 @@ _SECONDARY = f"""
     ORDER BY i.relname
 """
 _CREATE = re.compile(r"^CREATE (UNIQUE )?INDEX ")
+# SQLite: the table's own indexes (the unique id's has no SQL: it stays), not the unique ones.
+_SQLITE_SECONDARY = f"""
+    SELECT name, sql FROM sqlite_master
+    WHERE type = 'index' AND tbl_name = '{TABLE}' AND sql IS NOT NULL
+      AND sql NOT LIKE 'CREATE UNIQUE %'
+    ORDER BY name
+"""
+# The record of SQLite's search index: its triggers are dropped, the index is rebuilt whole.
+SEARCH_INDEX = FTS_TABLE
+SEARCH_INDEX_DEFINITION = "FTS5 search index: triggers and a rebuild (customers/search_index.py)"
 
 
 def secondary_indexes(connection: BaseDatabaseWrapper) -> list[tuple[str, str]]:
-    """(name, definition) of each index a bulk load may drop; [] on SQLite."""
-    if connection.vendor != "postgresql":
+    """(name, definition) of each index a bulk load may drop."""
+    if connection.vendor not in ("postgresql", "sqlite"):
         return []
     with connection.cursor() as cursor:
-        cursor.execute(_SECONDARY)
+        cursor.execute(_SECONDARY if connection.vendor == "postgresql" else _SQLITE_SECONDARY)
         return cursor.fetchall()
 
 
 def defer_indexes(connection: BaseDatabaseWrapper, *, by: str) -> list[str]:
     """Drop the secondary indexes for a bulk load, recording each; the names dropped.
 
-    [] on SQLite, or when a long reader of the table holds the drop back.
+    [] when a long reader of the table (PostgreSQL) or writer (SQLite) holds the drop back.
     """
+    if connection.vendor == "sqlite":
+        return _defer_sqlite(connection, by=by)
     if connection.vendor != "postgresql":
         return []
     try:
@@ -85,32 +106,64 @@ def defer_indexes(connection: BaseDatabaseWrapper, *, by: str) -> list[str]:
     return [name for name, _ in indexes]
 
 
+def _defer_sqlite(connection: BaseDatabaseWrapper, *, by: str) -> list[str]:
+    try:
+        # The transaction holds SQLite's write lock (IMMEDIATE): nothing changes meanwhile.
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            indexes = secondary_indexes(connection)
+            if search_index_ready(connection):
+                indexes.append((SEARCH_INDEX, SEARCH_INDEX_DEFINITION))
+            for name, definition in indexes:
+                DeferredIndex.objects.using(connection.alias).update_or_create(
+                    name=name, defaults={"definition": definition, "deferred_by": by}
+                )
+                if name == SEARCH_INDEX:
+                    drop_search_triggers(connection)
+                else:
+                    cursor.execute(f'DROP INDEX "{name}"')
+    except OperationalError as exc:  # database is locked: another writer held on too long
+        logger.warning("Loading with the indexes in place: could not drop them (%s).", exc)
+        return []
+    if indexes:
+        logger.info("Deferred %s index(es) for %s.", len(indexes), by)
+    return [name for name, _ in indexes]
+
+
+def _build(connection: BaseDatabaseWrapper, cursor, record: DeferredIndex) -> None:
+    if record.name == SEARCH_INDEX and connection.vendor == "sqlite":
+        ensure_search_index(connection)  # the triggers, then the index from the whole table
+        return
+    if connection.vendor == "postgresql":
+        cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+    # IF NOT EXISTS: a migration may have created it meanwhile.
+    cursor.execute(_CREATE.sub(r"CREATE \1INDEX IF NOT EXISTS ", record.definition))
+
+
 def rebuild_deferred_indexes(connection: BaseDatabaseWrapper) -> list[str]:
     """Build every recorded index that nobody else is building; the names built.
 
     Each in its own transaction with its record, so a crash mid-way leaves the rest
     recorded. Returns at once (one query) when nothing is deferred.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor not in ("postgresql", "sqlite"):
         return []
     built = []
     records = DeferredIndex.objects.using(connection.alias)
     while True:
+        # On SQLite the transaction's write lock serialises rebuilders (no SKIP LOCKED).
         with transaction.atomic(using=connection.alias):
             record = records.select_for_update(skip_locked=True).order_by("name").first()
             if record is None:
                 return built
             with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
-                # IF NOT EXISTS: a migration may have created it meanwhile.
-                cursor.execute(_CREATE.sub(r"CREATE \1INDEX IF NOT EXISTS ", record.definition))
+                _build(connection, cursor, record)
             record.delete()
         logger.info("Built index %s.", record.name)
         built.append(record.name)
 
 
 def indexes_deferred(connection: BaseDatabaseWrapper) -> bool:
-    """Whether some index of the customers table is missing for a load (False on SQLite)."""
-    if connection.vendor != "postgresql":
+    """Whether some index of the customers table is missing for a load."""
+    if connection.vendor not in ("postgresql", "sqlite"):
         return False
     return DeferredIndex.objects.using(connection.alias).exists()

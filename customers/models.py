@@ -238,9 +238,9 @@ class Customer(models.Model):
 class DeferredIndex(models.Model):
     """A secondary index of the customers table dropped for a bulk load, until rebuilt.
 
-    PostgreSQL only (customers/deferred_indexes.py). Recorded in the transaction
-    that drops the index, so a crash can never lose an index: whoever finds a
-    record rebuilds it from its definition.
+    See customers/deferred_indexes.py (on SQLite one record stands for the search
+    index's triggers). Recorded in the transaction that drops the index, so a
+    crash can never lose an index: whoever finds a record rebuilds it.
     """
 
     name = models.CharField(max_length=63, unique=True)

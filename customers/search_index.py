@@ -17,7 +17,9 @@ column changes) drops the table's triggers with it. So `repair_search_index` run
 after every `migrate` (post_migrate) and rebuilds the index whenever a trigger was
 missing, and search uses the index only while all triggers exist: a stale index is
 never read. The rebuild runs in one transaction; a crash mid-way leaves no triggers,
-so the next migrate rebuilds again.
+so the next migrate rebuilds again. A bulk load drops the triggers on purpose and
+records it (customers/deferred_indexes.py): one rebuild at its end costs less than
+keeping the index row by row.
 """
 
 from __future__ import annotations
@@ -126,12 +128,21 @@ def repair_search_index(connection: BaseDatabaseWrapper) -> None:
         ensure_search_index(connection)
 
 
-def drop_search_index(connection: BaseDatabaseWrapper) -> None:
-    if connection.vendor != "sqlite":
-        return
+def drop_search_triggers(connection: BaseDatabaseWrapper) -> None:
+    """Stop keeping the index: search stops reading it until `ensure_search_index` rebuilds it.
+
+    For a bulk load (customers/deferred_indexes.py), which records that it did so.
+    """
     with connection.cursor() as cursor:
         for trigger in TRIGGERS:
             cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+
+
+def drop_search_index(connection: BaseDatabaseWrapper) -> None:
+    if connection.vendor != "sqlite":
+        return
+    drop_search_triggers(connection)
+    with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
 
 

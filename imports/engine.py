@@ -22,10 +22,11 @@ Design, and why:
   row stamps its Customer Id with the import's id (CustomerStamp), so a later
   row with the same id, in this batch or any other, before or after a resume,
   counts as a duplicate in file: the counter is exact and costs no memory.
-- On PostgreSQL a bulk load (the rest of the file will at least double the
-  table) drops the customers' secondary indexes after its first batch and
-  builds them again at its end, whatever the end: faster than keeping them up
-  to date row by row (customers/deferred_indexes.py, crash-safe).
+- A bulk load (the rest of the file will at least double the table) drops the
+  customers' secondary indexes after its first batch (on SQLite also the search
+  index's triggers) and builds them again at its end, whatever the end: faster
+  than keeping them up to date row by row (customers/deferred_indexes.py,
+  crash-safe).
 - Early-rejection check: once the checkpoint passes the first
   IMPORT_ERROR_THRESHOLD_ROWS rows (a batch ends exactly there), an import
   whose rejected share is above IMPORT_ERROR_THRESHOLD_SHARE pauses itself: a
@@ -247,8 +248,9 @@ def is_bulk_load(state: ImportState, since: tuple[int, int]) -> bool:
     """
     rows_read = state.rows_processed - since[1]
     # Inside a caller's transaction (a script or a test wrapping the import) nothing commits
-    # per batch, and PostgreSQL refuses to build the indexes again before it ends.
-    if connection.vendor != "postgresql" or rows_read <= 0 or connection.in_atomic_block:
+    # per batch, and PostgreSQL refuses to build the indexes again before it ends (SQLite
+    # would rebuild its search index inside it).
+    if rows_read <= 0 or connection.in_atomic_block:
         return False
     bytes_read = max(state.bytes_processed - since[0], 1)
     rows_left = (state.file_size - state.bytes_processed) * rows_read // bytes_read

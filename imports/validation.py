@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator, validate_email
 
 from customerpanel.csvfiles import spreadsheet_unmark
 from customers.models import IMPORTED_FIELDS, Customer
@@ -66,6 +68,35 @@ def raw_text(fields: list[str]) -> str:
     return report_raw(out.getvalue())
 
 
+# Django's EmailValidator takes about 5 µs a row (lazy regexes, two matches, an
+# rsplit); this one regex, built from its very parts, takes about 1. It is the
+# validator's common case: a dot-atom local part and a domain name, the one "@"
+# between them (neither part may hold one, as after the validator's rsplit).
+# It only ever accepts: anything it does not match (quoted local parts, address
+# literals, "localhost", odd input) goes to Django's validator, which decides, so
+# the import accepts and rejects exactly what the model's field does.
+_EMAIL_FAST = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*@"
+    + EmailValidator.hostname_re
+    + EmailValidator.domain_re
+    + EmailValidator.tld_no_fqdn_re
+    + r"\Z",
+    re.IGNORECASE,
+).match
+EMAIL_MAX = 320  # EmailValidator's limit (RFC 3696)
+
+
+def email_is_valid(value: str) -> bool:
+    """Exactly Django's validate_email, about five times faster on ordinary addresses."""
+    if len(value) <= EMAIL_MAX and _EMAIL_FAST(value):
+        return True
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def _check_date(value: str) -> str | None:
     """Strict YYYY-MM-DD (fromisoformat alone also accepts 20210101 and week dates)."""
     if len(value) != 10 or value[4] != "-" or value[7] != "-":
@@ -80,9 +111,18 @@ class Validator:
         position = {name: i for i, name in enumerate(header.fields) if name}
         # For each imported field: its column index, or None when the file lacks it.
         self.positions = [position.get(name) for name in IMPORTED_FIELDS]
-        self.limits = [MAX_LENGTHS.get(name) for name in IMPORTED_FIELDS]
+        # (index in `values`, limit, label) of the length-limited fields the file has:
+        # an absent one is "" and cannot be too long.
+        self.limits = [
+            (i, MAX_LENGTHS[name], LABELS[name])
+            for i, name in enumerate(IMPORTED_FIELDS)
+            if name in MAX_LENGTHS and name in position
+        ]
         # Where each of the file's imported columns is in `values`, in the file's order.
         self.report_order = [IMPORTED_FIELDS.index(name) for name in header.fields if name]
+        # The common case, every imported column present: one getter picks them all.
+        picks = [pos for pos in self.positions if pos is not None]
+        self._pick = itemgetter(*picks) if len(picks) == len(IMPORTED_FIELDS) else None
 
     def __call__(self, item: Record | BadRecord) -> CleanRecord | Rejection:
         if isinstance(item, BadRecord):
@@ -91,7 +131,10 @@ class Validator:
         if len(fields) != self.width:
             cid = self._customer_id(fields)
             return self._reject(item, cid, f"expected {self.width} fields, found {len(fields)}")
-        values = [fields[pos].strip() if pos is not None else "" for pos in self.positions]
+        if self._pick is not None:
+            values = [value.strip() for value in self._pick(fields)]
+        else:
+            values = [fields[pos].strip() if pos is not None else "" for pos in self.positions]
         if "'" in "".join(values):  # rare, and one test is cheaper than one per cell
             # Undo the export's formula mark, so an exported file imports unchanged.
             values = [spreadsheet_unmark(value) for value in values]
@@ -108,15 +151,13 @@ class Validator:
         """Why these values cannot be imported, or None."""
         if not values[0]:
             return "Customer Id is empty"
-        for name, value, limit in zip(IMPORTED_FIELDS, values, self.limits, strict=True):
-            if limit and len(value) > limit:
-                return f"{LABELS[name]} is longer than {limit} characters ({len(value)})"
+        for i, limit, label in self.limits:
+            if len(values[i]) > limit:
+                return f"{label} is longer than {limit} characters ({len(values[i])})"
         email = values[8]
         if not email:
             return "Email is empty"
-        try:
-            validate_email(email)
-        except ValidationError:
+        if not email_is_valid(email):
             return f"Email {email[:80]!r} is not a valid email address"
         if values[9]:
             try:

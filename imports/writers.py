@@ -14,7 +14,9 @@ counts outcomes without a query per row.
 SQLite: the database-wide write lock (IMMEDIATE transactions) serialises the
 batch against people's edits, so read, compare and write in Python is exact.
 New rows go in with one INSERT … SELECT per batch from a temporary table, so the
-search index's trigger (customers/search_index.py) runs in one statement.
+search index's trigger (customers/search_index.py) runs in one statement; during
+a bulk load, which drops that trigger (customers/deferred_indexes.py), they go
+straight into the table with one prepared INSERT (a third less work than staging).
 
 Both write only the columns the file has (`fields`): a file without, say, First
 Name inserts new customers with an empty first name but never blanks an existing
@@ -43,6 +45,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from customers.models import IMPORTED_FIELDS
+from customers.search_index import search_index_ready
 
 from .columns import REQUIRED
 from .crashpoints import crashpoint
@@ -266,10 +269,14 @@ class SqliteWriter:
         # index's trigger then runs inside a single statement, where one row per
         # statement made FTS5 flush a tiny segment per row (about 2x slower).
         self.stage_sql = f"INSERT INTO temp.{self.STAGING} VALUES ({placeholders})"
+        created_by = "NULL" if import_id is None else int(import_id)
         self.insert_sql = (
             f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at, created_by_import) "
-            f"SELECT *, {'NULL' if import_id is None else int(import_id)} "
-            f"FROM temp.{self.STAGING} ORDER BY rowid"
+            f"SELECT *, {created_by} FROM temp.{self.STAGING} ORDER BY rowid"
+        )
+        self.direct_insert_sql = (
+            f"INSERT INTO {TABLE} ({COLUMNS}, created_at, updated_at, created_by_import) "
+            f"VALUES ({placeholders}, {created_by})"
         )
         # Before-values for undo; a later update of the same row by this import keeps the first.
         self.undo_sql = (
@@ -318,7 +325,8 @@ class SqliteWriter:
         result = WriteResult()
         if not records:
             return result
-        now = timezone.now()
+        # As Django's SQLite adapter writes a datetime, formatted once instead of twice a row.
+        now = timezone.now().isoformat(" ")
         positions = self.data_positions
         inserts, updates, undo_rows = [], [], []
         with self.connection.cursor() as cursor:
@@ -342,7 +350,9 @@ class SqliteWriter:
                 stamps = [(r.customer_id, self.import_id) for r in records]
                 cursor.executemany(self.stamp_sql, stamps)
                 result.duplicates = len(records) - cursor.rowcount
-            if inserts:
+            if inserts and not search_index_ready(self.connection):
+                cursor.executemany(self.direct_insert_sql, inserts)
+            elif inserts:
                 cursor.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {self.STAGING} "
                     f"({COLUMNS}, created_at, updated_at)"
