@@ -163,7 +163,7 @@ def test_page_actions_change_what_they_say(client, world, make_user):
 # What each role sees on the pages: (marker in the HTML, page, least role that sees it).
 SHOWN = [
     ("New customer", lambda w: "/customers/", EDITOR),
-    ("/customers/export/", lambda w: "/customers/", VIEWER),
+    ("/customers/exports/start/", lambda w: "/customers/", VIEWER),
     ('/edit/"', lambda w: f"/customers/{w.customer.pk}/", EDITOR),
     ('/delete/"', lambda w: f"/customers/{w.customer.pk}/", EDITOR),
     ("/clear-edited/", lambda w: f"/customers/{w.customer.pk}/", EDITOR),
