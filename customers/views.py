@@ -104,10 +104,9 @@ def _wants_fragment(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def _recent_exports(request: HttpRequest):
-    return CustomerExport.objects.visible_to(request.user).select_related("requested_by")[
-        :RECENT_EXPORTS
-    ]
+def _recent_exports(request: HttpRequest, *, besides: int | None = None):
+    exports_seen = CustomerExport.objects.visible_to(request.user).exclude(pk=besides)
+    return exports_seen.select_related("requested_by")[:RECENT_EXPORTS]
 
 
 def _visible_export(request: HttpRequest, pk: int) -> CustomerExport:
@@ -161,7 +160,7 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "keep_days": settings.CUSTOMER_EXPORT_KEEP_DAYS,
     }
     if not _wants_fragment(request):
-        context["recent"] = _recent_exports(request)
+        context["recent"] = _recent_exports(request, besides=job.pk)
         return render(request, "customers/export_detail.html", context)
     context |= {
         "oob": True,
