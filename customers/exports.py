@@ -68,6 +68,23 @@ def export_file(job: CustomerExport) -> Path:
     return Path(settings.MEDIA_ROOT) / job.file_path
 
 
+def export_download_path(job: CustomerExport) -> Path:
+    """The finished file to download; refused while it is not ready, or once it expired."""
+    if job.file_deleted_at is not None:
+        raise ApplicationError(
+            f"Export #{job.pk} has expired: its file was deleted after "
+            f"{settings.CUSTOMER_EXPORT_KEEP_DAYS} days. Export again from the customers page.",
+            code="gone",
+        )
+    if job.status != ExportStatus.COMPLETED:
+        raise ApplicationError(
+            f"Export #{job.pk} is {job.get_status_display().lower()}: "
+            "its file can be downloaded once it is completed.",
+            code="conflict",
+        )
+    return export_file(job)
+
+
 def export_queryset(job: CustomerExport) -> CustomerQuerySet:
     """The customers the export writes: the list's filters, as the streamed export reads them."""
     filters = CustomerFilterForm(job.filters)

@@ -200,22 +200,14 @@ def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(EXPORT_PERMISSIONS, raise_exception=True)
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     job = _visible_export(request, pk)
-    if job.file_deleted_at is not None:
+    try:
+        path = exports.export_download_path(job)
+    except ApplicationError as exc:
         return HttpResponse(
-            f"Export #{job.pk} has expired: its file was deleted after "
-            f"{settings.CUSTOMER_EXPORT_KEEP_DAYS} days. Export again from the customers page.",
-            status=410,
-            content_type="text/plain; charset=utf-8",
-        )
-    if job.status != ExportStatus.COMPLETED:
-        return HttpResponse(
-            f"Export #{job.pk} is {job.get_status_display().lower()}: "
-            "its file can be downloaded once it is completed.",
-            status=409,
-            content_type="text/plain; charset=utf-8",
+            exc.message, status=exc.http_status, content_type="text/plain; charset=utf-8"
         )
     response = FileResponse(
-        exports.export_file(job).open("rb"),
+        path.open("rb"),
         as_attachment=True,
         filename=job.file_name,
         content_type="text/csv; charset=utf-8",

@@ -296,3 +296,57 @@ def test_anonymous_is_sent_to_log_in(client, user):
     job = exports.export_request(filters={}, bom=False, by=user)
     response = client.get(f"/customers/exports/{job.pk}/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- API ---------------------------------------------------------------------------------------
+API = "/api/v1/customers/exports/"
+
+
+def test_api_starts_reads_and_downloads_an_export(api_client, user, customers):
+    response = api_client.post(API, {"country": "Chile", "edited": "false", "bom": True})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["filters"] == {"country": "Chile", "edited": "no"}
+    assert body["bom"] is True and body["download_url"] is None
+    job = CustomerExport.objects.get(pk=body["id"])
+    assert api_client.get(f"{API}{job.pk}/download/").status_code == 409
+    run(job)
+    body = api_client.get(f"{API}{job.pk}/").json()
+    assert body["status"] == "completed" and body["percent"] == 100.0
+    assert body["download_url"].endswith(f"{API}{job.pk}/download/")
+    download = api_client.get(f"{API}{job.pk}/download/")
+    assert download.status_code == 200
+    data = b"".join(download.streaming_content)
+    assert data == streamed({"country": "Chile", "edited": "no"}, bom=True)
+
+
+def test_api_refuses_bad_input_and_others_exports(api_client, make_user, user):
+    assert api_client.post(API, {"edited": "maybe"}).status_code == 400
+    job = exports.export_request(filters={}, bom=False, by=make_user("other", VIEWER))
+    assert api_client.get(f"{API}{job.pk}/").status_code == 404
+    assert api_client.get(f"{API}{job.pk}/download/").status_code == 404
+    assert api_client.post(f"{API}{job.pk}/cancel/").status_code == 404
+
+
+def test_api_cancel_and_expired_download(api_client, user, customers):
+    job = exports.export_request(filters={}, bom=False, by=user)
+    response = api_client.post(f"{API}{job.pk}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert api_client.post(f"{API}{job.pk}/cancel/").status_code == 409
+    done = run(exports.export_request(filters={}, bom=False, by=user))
+    CustomerExport.objects.filter(pk=done.pk).update(file_deleted_at=timezone.now())
+    gone = api_client.get(f"{API}{done.pk}/download/")
+    assert gone.status_code == 410 and "expired" in gone.json()["detail"]
+
+
+def test_api_needs_the_export_permission(make_user, user):
+    from rest_framework.test import APIClient
+
+    job = exports.export_request(filters={}, bom=False, by=user)
+    reader = make_user("reader")
+    reader.user_permissions.add(Permission.objects.get(codename="view_customer"))
+    api = APIClient()
+    api.force_authenticate(reader)
+    assert api.post(API, {}).status_code == 403
+    assert api.get(f"{API}{job.pk}/").status_code == 403
+    assert APIClient().get(f"{API}{job.pk}/").status_code == 401
