@@ -7,8 +7,10 @@ import hashlib
 import signal
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from customers import exports, services
 from customers.models import Customer, CustomerExport, ExportStatus
@@ -136,3 +138,21 @@ def test_a_stopped_worker_hands_its_export_back_to_the_queue(many, subprocess_en
     assert job.status == ExportStatus.COMPLETED
     data = exports.export_file(job).read_bytes()
     assert hashlib.sha256(data).hexdigest() == streamed_sha256({}, bom=False)
+
+
+def test_the_worker_deletes_expired_files(subprocess_env, user, settings):
+    job = exports.export_request(filters={}, bom=False, by=user)
+    path = exports.export_file(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("Index\n")
+    finished = timezone.now() - timedelta(days=settings.CUSTOMER_EXPORT_KEEP_DAYS, hours=1)
+    CustomerExport.objects.filter(pk=job.pk).update(
+        status=ExportStatus.COMPLETED, finished_at=finished
+    )
+    proc = worker(subprocess_env)
+    try:
+        wait_until(proc, lambda: job_now(job.pk).file_deleted_at is not None, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not path.exists()
