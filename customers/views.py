@@ -2,6 +2,9 @@
 
 The list pages by keyset (`?after=<last id>`, newest first) and never counts rows, so it
 stays fast at millions of customers. Writes go through `customers.services`.
+
+The list's Export button starts a background export (`customers.exports`, run by the
+worker); its page polls the progress like the import pages and offers the file when ready.
 """
 
 from __future__ import annotations
@@ -89,7 +92,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(["customers.view_customer", "customers.export_customer"], raise_exception=True)
 def customer_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The list's customers (its current filters) as a CSV download in the import format."""
+    """The list's customers (its filters in the query) streamed as CSV in the import format.
+
+    The page's button starts a background export instead; this stays for links and
+    scripts with a session, like `GET /api/v1/customers/export/`.
+    """
     filters = CustomerFilterForm(request.GET)
     filters.is_valid()  # like the list: invalid parameters are dropped, not refused
     lines = services.customer_export_lines(
