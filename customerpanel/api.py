@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from customerpanel.errors import ApplicationError
 from customerpanel.throttling import ThrottleFirstMixin
-from customers.api import CustomerViewSet
+from customers.api import CustomerExportViewSet, CustomerViewSet
 from imports.api import ImportViewSet, WorkerViewSet
 
 
@@ -27,6 +27,8 @@ class ApiRootView(ThrottleFirstMixin, APIRootView):
 
 router = DefaultRouter()
 router.APIRootView = ApiRootView
+# Before "customers": its routes would take "exports" for a customer's id.
+router.register("customers/exports", CustomerExportViewSet, basename="customer-export")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("imports", ImportViewSet, basename="import")
 router.register("workers", WorkerViewSet, basename="worker")

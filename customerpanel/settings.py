@@ -216,6 +216,14 @@ UPLOAD_RETENTION_HOURS = env.int("UPLOAD_RETENTION_HOURS", default=168)
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
+# --- Customer exports (customers/exports.py) ---------------------------------------
+# The files of background exports (MEDIA_ROOT/exports/) are deleted this many days after
+# the export finished, by the worker's export thread.
+CUSTOMER_EXPORT_KEEP_DAYS = env.int("CUSTOMER_EXPORT_KEEP_DAYS", default=7)
+# Exports run in the import worker: its register says whether one is alive (customers
+# never import from imports, so the project wires it here).
+CUSTOMER_EXPORT_WORKERS_ALIVE = "imports.workers.workers_alive"
+
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first: its `WWW-Authenticate: Token` header makes a call without credentials
@@ -251,6 +259,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Imports and exports both have a "status": each its own enum, by name.
+    "ENUM_NAME_OVERRIDES": {"ExportStatusEnum": "customers.models.ExportStatus"},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

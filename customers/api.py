@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import django_filters
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -13,8 +16,10 @@ from rest_framework.response import Response
 from customerpanel.csvfiles import IgnoreClientContentNegotiation, csv_download
 from customerpanel.throttling import ThrottleFirstMixin
 
-from . import services
-from .models import IMPORTED_FIELDS, Customer
+from . import exports, services
+from .models import IMPORTED_FIELDS, Customer, CustomerExport
+
+EXPORT_PERMISSIONS = ["customers.view_customer", "customers.export_customer"]
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -130,3 +135,118 @@ class CustomerViewSet(ThrottleFirstMixin, viewsets.ModelViewSet):
             customers, bom=request.query_params.get("bom") in ("1", "true")
         )
         return csv_download(lines, services.customer_export_filename())
+
+
+# --- Background exports (customers/exports.py) -------------------------------------------------
+class CustomerExportRequestSerializer(serializers.Serializer):
+    """The list's filters, as `GET /api/v1/customers/` takes them, and the BOM choice."""
+
+    q = serializers.CharField(required=False, allow_blank=True, default="")
+    country = serializers.CharField(required=False, allow_blank=True, default="")
+    edited = serializers.ChoiceField(
+        choices=["true", "false"], required=False, allow_blank=True, default=""
+    )
+    bom = serializers.BooleanField(default=False, help_text="Start with a UTF-8 BOM.")
+
+
+class CustomerExportSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    percent = serializers.FloatField(read_only=True)
+    download_url = serializers.SerializerMethodField(help_text="Once completed: the CSV file.")
+
+    class Meta:
+        model = CustomerExport
+        fields = [
+            "id",
+            "status",
+            "filters",
+            "bom",
+            "rows_written",
+            "rows_total",
+            "percent",
+            "bytes_written",
+            "file_name",
+            "download_url",
+            "requested_by",
+            "requested_at",
+            "started_at",
+            "finished_at",
+            "file_deleted_at",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, job: CustomerExport) -> str | None:
+        if not job.is_downloadable:
+            return None
+        return self.context["request"].build_absolute_uri(
+            reverse("customer-export-download", args=[job.pk])
+        )
+
+
+@extend_schema(
+    description=(
+        "Background exports: the worker writes the CSV file (the same as "
+        "`GET /api/v1/customers/export/` for the same filters) and keeps it "
+        "`CUSTOMER_EXPORT_KEEP_DAYS` days. A person sees only their own exports "
+        "(administrators: everyone's)."
+    )
+)
+class CustomerExportViewSet(
+    ThrottleFirstMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = CustomerExportSerializer
+    action_permissions = {
+        name: EXPORT_PERMISSIONS for name in ("create", "retrieve", "download", "cancel")
+    }
+
+    def get_queryset(self):
+        return CustomerExport.objects.visible_to(self.request.user).select_related("requested_by")
+
+    @extend_schema(
+        summary="Start a background export",
+        request=CustomerExportRequestSerializer,
+        responses={201: CustomerExportSerializer},
+    )
+    def create(self, request):
+        asked = CustomerExportRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        edited = {"true": "yes", "false": "no"}.get(data["edited"], "")
+        job = exports.export_request(
+            filters={"q": data["q"], "country": data["country"], "edited": edited},
+            bom=data["bom"],
+            by=request.user,
+        )
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Cancel a queued or running export", request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = exports.export_cancel(self.get_object(), by=request.user)
+        return Response(self.get_serializer(job).data)
+
+    @extend_schema(
+        summary="Download a completed export",
+        description="409 while it is not completed; 410 once its file expired.",
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[JSONRenderer],
+        content_negotiation_class=IgnoreClientContentNegotiation,
+    )
+    def download(self, request, pk=None):
+        job = get_object_or_404(self.get_queryset(), pk=pk)
+        response = FileResponse(
+            exports.export_download_path(job).open("rb"),
+            as_attachment=True,
+            filename=job.file_name,
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -53,6 +53,13 @@ class CustomerFilterForm(forms.Form):
             queryset = queryset.edited(data["edited"] == "yes")
         return queryset
 
+    def export_queryset(self) -> CustomerQuerySet:
+        """Every customer the list shows with these filters, unranked (an export needs no rank)."""
+        customers = self.filter_queryset(Customer.objects.all())
+        if self.cleaned_data.get("q"):
+            customers = customers.search(self.cleaned_data["q"])
+        return customers
+
     def cursor(self) -> tuple[int, int] | None:
         """Where the page starts: the (rank, id) of the last row shown before it."""
         after = self.cleaned_data.get("after")

@@ -250,3 +250,102 @@ class DeferredIndex(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Background exports (customers/exports.py) -------------------------------------------------
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+EXPORT_ACTIVE_STATUSES = (ExportStatus.QUEUED, ExportStatus.RUNNING)
+EXPORT_CHUNK = 2000  # rows per query, per piece of streamed text, per export checkpoint
+
+
+class CustomerExportQuerySet(models.QuerySet):
+    def active(self) -> CustomerExportQuerySet:
+        return self.filter(status__in=EXPORT_ACTIVE_STATUSES)
+
+    def visible_to(self, user) -> CustomerExportQuerySet:
+        """A person's own exports; everyone's with `view_all_exports` (administrators)."""
+        if user.has_perm("customers.view_all_exports"):
+            return self
+        return self.filter(requested_by=user.pk)
+
+
+class CustomerExport(models.Model):
+    """A CSV export of the customers written to a file by the worker (customers/exports.py).
+
+    `filters` are the list's (q, country, edited). The checkpoint is `last_pk` (the
+    last customer written), `rows_written` and `bytes_written` (the file's length
+    then); it is committed after the bytes are on disk, so a resumed run cuts the
+    file back to `bytes_written` and goes on after `last_pk`.
+    """
+
+    filters = models.JSONField(default=dict, blank=True)
+    bom = models.BooleanField("byte order mark", default=False)
+    chunk_size = models.PositiveIntegerField(default=EXPORT_CHUNK)
+    status = models.CharField(
+        max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED
+    )
+    rows_total = models.BigIntegerField(
+        null=True, blank=True, help_text="Counted once when the export starts: the percent's base."
+    )
+    rows_written = models.BigIntegerField(default=0)
+    last_pk = models.BigIntegerField(default=0)
+    bytes_written = models.BigIntegerField(default=0)
+    file_path = models.CharField(max_length=255, blank=True, help_text="Inside MEDIA_ROOT.")
+    file_name = models.CharField(max_length=100, help_text="The download's name.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    lease = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    file_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="The file expired (CUSTOMER_EXPORT_KEEP_DAYS)."
+    )
+
+    objects = CustomerExportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("view_all_exports", "Can see and download everyone's exports")]
+        indexes = [models.Index(fields=["status", "id"], name="customer_export_status")]
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in EXPORT_ACTIVE_STATUSES
+
+    @property
+    def is_downloadable(self) -> bool:
+        return self.status == ExportStatus.COMPLETED and self.file_deleted_at is None
+
+    @property
+    def percent(self) -> float:
+        if self.status == ExportStatus.COMPLETED:
+            return 100.0
+        if not self.rows_total:
+            return 0.0
+        # Rows added since the count can pass it: never show 100 % before the end.
+        return min(99.9, 100.0 * self.rows_written / self.rows_total)
+
+    def describe_filters(self) -> str:
+        parts = []
+        if self.filters.get("q"):
+            parts.append(f"search “{self.filters['q']}”")
+        if self.filters.get("country"):
+            parts.append(f"country {self.filters['country']}")
+        if self.filters.get("edited"):
+            parts.append("edited by hand" if self.filters["edited"] == "yes" else "not edited")
+        return ", ".join(parts) or "all customers"

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from customerpanel.csvfiles import UTF8_BOM, spreadsheet_safe
 
-from .models import CSV_HEADER, IMPORTED_FIELDS, Customer, CustomerQuerySet
+from .models import CSV_HEADER, EXPORT_CHUNK, IMPORTED_FIELDS, Customer, CustomerQuerySet
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,45 @@ def customer_clear_manual_edit(
 
 
 # --- Export ----------------------------------------------------------------------------------
-EXPORT_CHUNK = 2000  # rows per query and per piece of streamed text
-
-
 def customer_export_filename() -> str:
     return f"customers-{timezone.now():%Y%m%d-%H%M%S}.csv"
+
+
+def customer_export_chunks(
+    customers: CustomerQuerySet,
+    *,
+    bom: bool = False,
+    chunk_size: int = EXPORT_CHUNK,
+    after: tuple[int, int] | None = None,
+) -> Iterator[tuple[str, int, int]]:
+    """`customers` as CSV text, one (text, rows written, last primary key) per chunk.
+
+    The first piece starts with the header (and the BOM). `after` = (last primary
+    key, rows written) goes on from a checkpoint instead: no header, the Index
+    counting on, so that the pieces after it are exactly the rest of the file.
+    """
+    rows = customers.order_by("pk").values_list("pk", *IMPORTED_FIELDS)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    last_pk, written = after or (0, 0)
+    if after is None:
+        if bom:
+            out.write(UTF8_BOM)
+        writer.writerow(CSV_HEADER)
+    while True:
+        chunk = list(rows.filter(pk__gt=last_pk)[:chunk_size])
+        for index, (_pk, *values) in enumerate(chunk, start=written + 1):
+            writer.writerow([index, *map(spreadsheet_safe, values)])
+        if chunk:
+            written += len(chunk)
+            last_pk = chunk[-1][0]
+        text = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if text:
+            yield text, written, last_pk
+        if len(chunk) < chunk_size:
+            return
 
 
 def customer_export_lines(
@@ -130,26 +164,11 @@ def customer_export_lines(
     mark, which spreadsheets need to read it as UTF-8. `progress` is called with the
     number of rows written so far after each chunk.
     """
-    rows = customers.order_by("pk").values_list("pk", *IMPORTED_FIELDS)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    if bom:
-        out.write(UTF8_BOM)
-    writer.writerow(CSV_HEADER)
-    written, last_pk = 0, 0
-    while True:
-        chunk = list(rows.filter(pk__gt=last_pk)[:chunk_size])
-        for index, (_pk, *values) in enumerate(chunk, start=written + 1):
-            writer.writerow([index, *map(spreadsheet_safe, values)])
-        if chunk:
-            written += len(chunk)
-            last_pk = chunk[-1][0]
-            if progress is not None:
-                progress(written)
-        text = out.getvalue()
-        out.seek(0)
-        out.truncate()
-        if text:
-            yield text
-        if len(chunk) < chunk_size:
-            return
+    reported = 0
+    for text, written, _last_pk in customer_export_chunks(
+        customers, bom=bom, chunk_size=chunk_size
+    ):
+        if progress is not None and written > reported:
+            progress(written)
+            reported = written
+        yield text

@@ -2,29 +2,37 @@
 
 The list pages by keyset (`?after=<last id>`, newest first) and never counts rows, so it
 stays fast at millions of customers. Writes go through `customers.services`.
+
+The list's Export button starts a background export (`customers.exports`, run by the
+worker); its page polls the progress like the import pages and offers the file when ready.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from customerpanel.csvfiles import csv_download
+from customerpanel.errors import ApplicationError
 
-from . import services
+from . import exports, services
 from .deferred_indexes import indexes_deferred
 from .forms import CustomerFilterForm, CustomerForm
-from .models import RANK_LABELS, Customer
+from .models import RANK_LABELS, Customer, CustomerExport, ExportStatus
 
 PAGE_SIZE = 50
+EXPORT_PERMISSIONS = ["customers.view_customer", "customers.export_customer"]
+RECENT_EXPORTS = 10
+ANNOUNCE_STEP = 25  # percent between two spoken progress updates of a running export
 LIST_COLUMNS = (
     "id",
     "customer_id",
@@ -69,6 +77,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         "shown": shown,
         "has_next": has_next,
         "is_filtered": bool(active),
+        "export_filters": active,
         "first_page_query": urlencode(active),
         "next_page_query": urlencode(next_page),
         "rows_only": rows_only,
@@ -83,14 +92,135 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(["customers.view_customer", "customers.export_customer"], raise_exception=True)
 def customer_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The list's customers (its current filters) as a CSV download in the import format."""
+    """The list's customers (its filters in the query) streamed as CSV in the import format.
+
+    The page's button starts a background export instead; this stays for links and
+    scripts with a session, like `GET /api/v1/customers/export/`.
+    """
     filters = CustomerFilterForm(request.GET)
     filters.is_valid()  # like the list: invalid parameters are dropped, not refused
-    customers = filters.filter_queryset(Customer.objects.all())
-    if filters.cleaned_data.get("q"):  # the list ranks its search per page; an export needs no rank
-        customers = customers.search(filters.cleaned_data["q"])
-    lines = services.customer_export_lines(customers, bom=request.GET.get("bom") in ("1", "true"))
+    lines = services.customer_export_lines(
+        filters.export_queryset(), bom=request.GET.get("bom") in ("1", "true")
+    )
     return csv_download(lines, services.customer_export_filename())
+
+
+# --- Background exports (customers/exports.py) -------------------------------------------------
+def _wants_fragment(request: HttpRequest) -> bool:
+    # A history restore after a cache miss needs the whole page, not just the fragment.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _recent_exports(request: HttpRequest, *, besides: int | None = None):
+    exports_seen = CustomerExport.objects.visible_to(request.user).exclude(pk=besides)
+    return exports_seen.select_related("requested_by")[:RECENT_EXPORTS]
+
+
+def _visible_export(request: HttpRequest, pk: int) -> CustomerExport:
+    """Someone else's export is not found, unless one may see everyone's."""
+    return get_object_or_404(
+        CustomerExport.objects.visible_to(request.user).select_related("requested_by"), pk=pk
+    )
+
+
+@require_POST
+@permission_required(EXPORT_PERMISSIONS, raise_exception=True)
+def export_start(request: HttpRequest) -> HttpResponse:
+    """Queue a background export of the list's customers (its filters, posted by the button)."""
+    filters = CustomerFilterForm(request.POST)
+    filters.is_valid()  # like the list: invalid parameters are dropped, not refused
+    job = exports.export_request(
+        filters=filters.active_filters(),
+        bom=request.POST.get("bom") in ("1", "true", "on"),
+        by=request.user,
+    )
+    return redirect("customers:export_detail", pk=job.pk)
+
+
+@require_GET
+@permission_required(EXPORT_PERMISSIONS, raise_exception=True)
+def export_list(request: HttpRequest) -> HttpResponse:
+    context = {
+        "recent": _recent_exports(request),
+        "workers_alive": exports.workers_alive(),
+        "keep_days": settings.CUSTOMER_EXPORT_KEEP_DAYS,
+    }
+    return render(request, "customers/export_list.html", context)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@permission_required(EXPORT_PERMISSIONS, raise_exception=True)
+def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The export's progress, polled every second while it is queued or running.
+
+    A poll replaces the figures only; the buttons and the live region's news are
+    sent (out of band) only when they changed, so focus on Cancel stays put.
+    """
+    job = _visible_export(request, pk)
+    said, announcement = _export_announcement(job)
+    shown = {"status": job.status, "said": said}
+    context = {
+        "job": job,
+        "shown": urlencode(shown),
+        "workers_alive": not job.is_active or exports.workers_alive(),
+        "keep_days": settings.CUSTOMER_EXPORT_KEEP_DAYS,
+    }
+    if not _wants_fragment(request):
+        context["recent"] = _recent_exports(request, besides=job.pk)
+        return render(request, "customers/export_detail.html", context)
+    context |= {
+        "oob": True,
+        "swap_control": request.GET.get("status") != job.status,
+        "announcement": announcement if request.GET.get("said") != said else "",
+    }
+    return render(request, "customers/export_detail.html#poll", context)
+
+
+def _export_announcement(job: CustomerExport) -> tuple[str, str]:
+    """What the live region says, and a key that changes when that is news."""
+    name = f"Export #{job.pk}"
+    if job.status == ExportStatus.RUNNING:
+        step = int(job.percent // ANNOUNCE_STEP) * ANNOUNCE_STEP
+        return f"running-{step}", f"{name} running: {step}% done."
+    if job.status == ExportStatus.COMPLETED:
+        return "completed", f"{name} is ready: {job.rows_written:,} rows. Download it below."
+    if job.status == ExportStatus.FAILED:
+        return "failed", f"{name} failed: {job.error}"
+    return str(job.status), f"{name} {job.get_status_display().lower()}."
+
+
+@require_POST
+@permission_required(EXPORT_PERMISSIONS, raise_exception=True)
+def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _visible_export(request, pk)
+    try:
+        exports.export_cancel(job, by=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Export #{job.pk} cancelled; its partial file is deleted.")
+    return redirect("customers:export_detail", pk=job.pk)
+
+
+@require_GET
+@permission_required(EXPORT_PERMISSIONS, raise_exception=True)
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _visible_export(request, pk)
+    try:
+        path = exports.export_download_path(job)
+    except ApplicationError as exc:
+        return HttpResponse(
+            exc.message, status=exc.http_status, content_type="text/plain; charset=utf-8"
+        )
+    response = FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=job.file_name,
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET

@@ -13,7 +13,15 @@ import os
 import signal
 import time
 
-POINTS = ("mid_copy", "before_commit", "after_commit", "undo_before_commit", "undo_after_commit")
+POINTS = (
+    "mid_copy",
+    "before_commit",
+    "after_commit",
+    "undo_before_commit",
+    "undo_after_commit",
+    "export_after_write",  # a chunk is in the export's file, its checkpoint not yet committed
+    "export_after_commit",
+)
 _CRASH_AT = os.environ.get("IMPORT_CRASH_AT", "")
 _counts: dict[str, int] = {}
 _PAUSE = float(os.environ.get("IMPORT_PAUSE_AFTER_BATCH") or 0)

@@ -46,6 +46,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customerpanel.errors import ApplicationError
+from customerpanel.processes import worker_process_alive
 
 from .models import (
     RESUMABLE_STATUSES,
@@ -77,29 +78,11 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped is a zombie: dead for our purposes
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def holder_alive(state: ImportState) -> bool:
     """Is the worker holding this running import still at work?"""
     if not state.worker or state.is_stale():
         return False
-    host, _, pid = state.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        # Same machine: a dead process is known at once, no need to wait for staleness.
-        return int(pid) == os.getpid() or _pid_alive(int(pid))
-    return True
+    return worker_process_alive(state.worker)
 
 
 def _refresh(state: ImportState) -> ImportState:

@@ -36,6 +36,7 @@ _IMPORT = [
 ]
 _ADMINISTER = [
     "imports.delete_importstate",
+    "customers.view_all_exports",  # see and download everyone's exports, not only one's own
     "auth.view_user",
     "auth.add_user",
     "auth.change_user",

@@ -68,6 +68,11 @@ def worker_stop(worker: Worker) -> None:
     )
 
 
+def workers_alive() -> bool:
+    """Is any worker running (idle or working), by the register? Also for the export page."""
+    return any(w.status in ("idle", "working") for w in Worker.objects.remembered())
+
+
 class Heartbeat:
     """A worker's heartbeat, written at most every HEARTBEAT_SECONDS unless its work changes."""
 

@@ -80,6 +80,14 @@ PAGE_ACTIONS: list[tuple[str, str, str, Any, Any]] = [
     ("list customers", VIEWER, "get", lambda w: "/customers/", None),
     ("see a customer", VIEWER, "get", lambda w: f"/customers/{w.customer.pk}/", None),
     ("export customers", VIEWER, "get", lambda w: "/customers/export/?country=Chile", None),
+    (
+        "start a background export",
+        VIEWER,
+        "post",
+        lambda w: "/customers/exports/start/",
+        {"country": "Chile"},
+    ),
+    ("list one's exports", VIEWER, "get", lambda w: "/customers/exports/", None),
     ("open the new-customer form", EDITOR, "get", lambda w: "/customers/new/", None),
     ("create a customer", EDITOR, "post", lambda w: "/customers/new/", CUSTOMER_FORM),
     ("open the edit form", EDITOR, "get", lambda w: f"/customers/{w.customer.pk}/edit/", None),
@@ -163,7 +171,7 @@ def test_page_actions_change_what_they_say(client, world, make_user):
 # What each role sees on the pages: (marker in the HTML, page, least role that sees it).
 SHOWN = [
     ("New customer", lambda w: "/customers/", EDITOR),
-    ("/customers/export/", lambda w: "/customers/", VIEWER),
+    ("/customers/exports/start/", lambda w: "/customers/", VIEWER),
     ('/edit/"', lambda w: f"/customers/{w.customer.pk}/", EDITOR),
     ('/delete/"', lambda w: f"/customers/{w.customer.pk}/", EDITOR),
     ("/clear-edited/", lambda w: f"/customers/{w.customer.pk}/", EDITOR),
@@ -194,6 +202,13 @@ API_ACTIONS: list[tuple[str, str, str, Any, Any]] = [
     ("list customers", VIEWER, "get", lambda w: "/api/v1/customers/", None),
     ("read a customer", VIEWER, "get", lambda w: f"/api/v1/customers/{w.customer.pk}/", None),
     ("export customers", VIEWER, "get", lambda w: "/api/v1/customers/export/", None),
+    (
+        "start a background export",
+        VIEWER,
+        "post",
+        lambda w: "/api/v1/customers/exports/",
+        {"country": "Chile"},
+    ),
     ("create a customer", EDITOR, "post", lambda w: "/api/v1/customers/", CUSTOMER_FORM),
     (
         "replace a customer",

@@ -24,7 +24,7 @@ API = "/api/v1/customers/export/"
 PAGE = "/customers/export/"
 HTMX = {"HX-Request": "true"}
 BOM = b"\xef\xbb\xbf"
-EXPORT_LINK = re.compile(r'href="(/customers/export/[^"]*)"')
+EXPORT_FILTER = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 # Values a CSV writer, a reader and a spreadsheet each find awkward.
 AWKWARD = [
@@ -173,24 +173,29 @@ def test_page_export_has_the_list_s_filters(client_logged_in, mixed):
     assert len(rows) == 4
 
 
-def export_links(content: bytes) -> list[str]:
-    return [html.unescape(link) for link in EXPORT_LINK.findall(content.decode())]
+def export_filters(content: bytes) -> dict[str, str]:
+    """The filters the page's Export button posts (hidden inputs of #customer-export)."""
+    text = content.decode()
+    carrier = text[text.index('id="customer-export"') :]
+    carrier = carrier[: carrier.index("</span>")]
+    return {
+        html.unescape(name): html.unescape(value) for name, value in EXPORT_FILTER.findall(carrier)
+    }
 
 
 def test_the_page_s_export_button_carries_the_current_filters(client_logged_in, make_customer):
     make_customer()
     page = client_logged_in.get("/customers/")
-    assert export_links(page.content) == [PAGE, f"{PAGE}?bom=1"]
+    assert 'action="/customers/exports/start/"' in page.content.decode()
+    assert export_filters(page.content) == {}
     page = client_logged_in.get("/customers/", {"q": "ada x", "country": "Chile", "edited": "yes"})
-    query = "q=ada+x&country=Chile&edited=yes"
-    assert export_links(page.content) == [f"{PAGE}?{query}", f"{PAGE}?{query}&bom=1"]
-    # Filtering with htmx swaps only the rows: they bring the button with the new filters
-    # along, out of band.
+    assert export_filters(page.content) == {"q": "ada x", "country": "Chile", "edited": "yes"}
+    # Filtering with htmx swaps only the rows: they bring the filters along, out of band.
     rows = client_logged_in.get("/customers/", {"country": "Peru"}, headers=HTMX)
     text = rows.content.decode()
     assert "<template>" in text and 'id="customer-export"' in text
     assert 'hx-swap-oob="true"' in text
-    assert export_links(rows.content) == [f"{PAGE}?country=Peru", f"{PAGE}?country=Peru&bom=1"]
+    assert export_filters(rows.content) == {"country": "Peru"}
 
 
 # --- Access ----------------------------------------------------------------------------------

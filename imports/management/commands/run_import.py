@@ -36,6 +36,10 @@ left cancelled, to be resumed by running the same command again: a person's
 stop is never taken over by the worker, only a crash is. A worker hands its
 import back to the queue. A lost database connection is retried with a fresh
 connection, resuming from the checkpoint.
+
+The worker also runs the customers page's background exports, in a thread of its
+own with its own database connection (customers/exports.py), so an export never
+waits behind a long import; a stop hands the running export back to the queue.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
-from imports import leases, mappings, resumable, services, undo
+from customers.exports import export_worker
+from customers.models import CustomerExport
+from imports import crashpoints, leases, mappings, resumable, services, undo
 from imports.columns import HeaderError
 from imports.dialect import ENCODINGS, detect, parse_delimiter, parse_encoding
 from imports.engine import LeaseLost, run_import
@@ -61,6 +67,7 @@ from imports.reader import FatalImportError
 from imports.workers import Heartbeat
 
 RETRY_FOR_SECONDS = 120
+EXPORT_STOP_SECONDS = 30  # for the export thread to commit its chunk and hand the export back
 PURGE_EVERY_SECONDS = 3600
 CLEANUP_EVERY_SECONDS = 300  # expired uploads and imported files (imports.resumable)
 
@@ -358,8 +365,28 @@ class Command(BaseCommand):
         self.purge_at = 0.0
         if self.verbosity:
             self.stdout.write(f"Import worker {self.worker} started; waiting for imports.")
-        cleaned_at = 0.0
         self.heartbeat = None
+        exporter = threading.Thread(
+            target=export_worker,
+            name="exports",
+            args=(self.worker,),
+            kwargs={
+                "stop": self.stop,
+                "poll": poll,
+                "after_chunk": crashpoints.batch_pause,
+                "crashpoint": crashpoints.crashpoint,
+            },
+            daemon=True,  # a second signal must not wait for it
+        )
+        exporter.start()
+        try:
+            self._worker_loop(poll=poll, once=once)
+        finally:
+            self.stop.set()
+            exporter.join(timeout=EXPORT_STOP_SECONDS)
+
+    def _worker_loop(self, *, poll: float, once: bool):
+        cleaned_at = 0.0
         while not self.stop.is_set():
             try:
                 close_old_connections()
@@ -388,6 +415,7 @@ class Command(BaseCommand):
                     once
                     and not ImportState.objects.active().exists()
                     and not ImportUndo.objects.active().exists()
+                    and not CustomerExport.objects.active().exists()
                 ):
                     break
                 self.stop.wait(poll)
