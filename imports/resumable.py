@@ -37,6 +37,11 @@ folder go together (`upload_discard`). `uploads_cleanup` (run by the import work
 and `manage.py cleanup_uploads`) deletes uploads past their expiry that were never
 imported, the files of completed imports, and those of other finished imports
 older than UPLOAD_RETENTION_HOURS.
+
+With object storage (IMPORT_STORAGE_URL) the chunks are still staged here, on the
+web machine that receives them; when the complete upload is imported, its file
+moves into the store (same key, under the store's prefix) and the local folder is
+deleted: the import, wherever its worker runs, reads the object.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from django.utils.text import get_valid_filename
 
 from customerpanel.errors import ApplicationError
 
+from . import storage
 from .dialect import NOT_A_CSV, is_import_name
 from .models import ACTIVE_STATUSES, ImportState, ImportStatus, Upload
 from .reader import FatalImportError, sniff
@@ -210,6 +216,8 @@ def _reconcile(upload: Upload, fp: BinaryIO) -> Upload:
 
 def upload_reconcile(upload: Upload) -> Upload:
     """The upload's true offset. Left as recorded while another request is writing it."""
+    if upload.import_state_id is not None and storage.store().object_storage:
+        return upload  # complete, and moved into the object store: no local file to check
     with _Locked(upload) as fp:
         if fp is not None:
             upload.refresh_from_db()
@@ -305,8 +313,16 @@ def upload_write(upload: Upload, *, offset: int, stream, length: int) -> Upload:
 
 # --- Delete and clean up -------------------------------------------------------------
 def upload_discard(upload: Upload) -> None:
-    """Delete the upload's row and folder (the DELETE of the termination extension)."""
+    """Delete the upload's row, folder and stored object (the DELETE of termination)."""
     Upload.objects.filter(pk=upload.pk).delete()
+    upload_unstage(upload)
+    store = storage.store()
+    if store.object_storage and upload.import_state_id is not None:
+        store.delete(upload.path)  # moved into the store when its import was queued
+
+
+def upload_unstage(upload: Upload) -> None:
+    """Delete the upload's local folder (its staged chunks)."""
     folder = upload_path(upload).parent
     if folder.parent == uploads_root() and folder.name == upload.pk.hex:  # never outside
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,268 @@
+"""Import files in S3-compatible object storage: a real SeaweedFS server (imports/tests/s3.py).
+
+Uploads go into the bucket, the picker lists its prefix, imports read it by byte
+ranges, a killed worker's import is finished by another process, and a store
+outage mid-import is retried without losing a row.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from customers.models import Customer
+from imports import resumable, services, storage
+from imports.engine import run_import
+from imports.files import FileChanged, check_import_file
+from imports.models import FailureKind, ImportState, ImportStatus, Upload
+from imports.reader import READ_CHUNK
+from imports.tests import drill
+from imports.tests.helpers import csv_text, row, table_checksum
+from imports.tests.s3 import BUCKET, Outage
+
+WORKER = "test-host:1"
+
+
+def people(count: int) -> bytes:
+    return csv_text([row(n) for n in range(1, count + 1)]).encode()
+
+
+def put(store_env: dict, seaweedfs, name: str, body: bytes) -> str:
+    """An object `name` under the test's prefix, as an operator would drop it there."""
+    prefix = store_env["IMPORT_STORAGE_URL"].removeprefix(f"s3://{BUCKET}/")
+    seaweedfs.client().put_object(Bucket=BUCKET, Key=f"{prefix}/{name}", Body=body)
+    return f"s3://{BUCKET}/{prefix}/{name}"
+
+
+def run_queue() -> ImportState:
+    while (claimed := services.import_claim_next(WORKER)) is not None:
+        state = run_import(*claimed)
+    return state
+
+
+def local_import_checksum(import_dir, settings, body: bytes) -> str:
+    """The table after importing the same bytes from a local file."""
+    settings.IMPORT_STORAGE_URL = ""
+    (import_dir / "local.csv").write_bytes(body)
+    services.import_enqueue_path("local.csv")
+    assert run_queue().status == ImportStatus.COMPLETED
+    checksum = table_checksum()
+    Customer.objects.all().delete()
+    return checksum
+
+
+@pytest.mark.django_db
+def test_picker_lists_the_prefix_only_and_refuses_names_leading_out(object_store, seaweedfs):
+    put(object_store, seaweedfs, "b.csv", people(3))
+    put(object_store, seaweedfs, "notes.pdf", b"%PDF")
+    put(object_store, seaweedfs, "uploads/x/hidden.csv", people(1))
+    seaweedfs.client().put_object(Bucket=BUCKET, Key="elsewhere.csv", Body=people(1))
+
+    assert [f.name for f in services.import_dir_files()] == ["b.csv"]
+    assert services.resolve_import_path("b.csv").endswith("/b.csv")
+    for name in ("../elsewhere.csv", "/elsewhere.csv", "uploads/x/hidden.csv", "./b.csv"):
+        with pytest.raises(services.ImportRefused, match="inside the import folder"):
+            services.resolve_import_path(name)
+    with pytest.raises(services.ImportRefused, match="no file named"):
+        services.resolve_import_path("missing.csv")
+
+
+@pytest.mark.django_db
+def test_picker_page_and_api_read_the_bucket(object_store, seaweedfs, client_logged_in):
+    put(object_store, seaweedfs, "bucket-file.csv", people(5))
+    page = client_logged_in.get("/imports/")
+    assert page.status_code == 200 and b"bucket-file.csv" in page.content
+    refused = client_logged_in.post("/api/v1/imports/", {"name": "../bucket-file.csv"})
+    assert refused.status_code == 400
+    started = client_logged_in.post("/api/v1/imports/", {"name": "bucket-file.csv"})
+    assert started.status_code == 202, started.content
+    assert run_queue().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_plain_upload_goes_into_the_store_and_imports_like_a_local_file(
+    object_store, seaweedfs, api_client, import_dir, settings
+):
+    body = people(400)
+    response = api_client.post(
+        "/api/v1/imports/", {"file": SimpleUploadedFile("up.csv", body)}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    state = ImportState.objects.get(pk=response.json()["id"])
+    assert state.source_path.startswith(object_store["IMPORT_STORAGE_URL"] + "/uploads/")
+    assert not (settings.MEDIA_ROOT / "uploads").exists()  # nothing kept on this machine
+    assert run_queue().status == ImportStatus.COMPLETED
+    from_store = table_checksum()
+
+    Customer.objects.all().delete()
+    assert local_import_checksum(import_dir, settings, body) == from_store
+
+    settings.IMPORT_STORAGE_URL = object_store["IMPORT_STORAGE_URL"]
+    services.import_delete(ImportState.objects.get(pk=state.pk))
+    assert not storage.exists(state.source_path)
+
+
+@pytest.mark.django_db
+def test_tus_upload_moves_into_the_store_when_imported(object_store, user, settings):
+    token, _ = Token.objects.get_or_create(user=user)
+    tus = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {token.key}")
+    headers = {"HTTP_TUS_RESUMABLE": "1.0.0"}
+    data = people(300)
+    created = tus.post(
+        "/api/v1/uploads/",
+        HTTP_UPLOAD_LENGTH=str(len(data)),
+        HTTP_UPLOAD_METADATA="filename " + base64.b64encode(b"people.csv").decode(),
+        **headers,
+    )
+    assert created.status_code == 201, created.content
+    location = created["Location"]
+    for start in (0, 1000):
+        part = data[start:1000] if start == 0 else data[start:]
+        sent = tus.patch(
+            location,
+            part,
+            content_type="application/offset+octet-stream",
+            HTTP_UPLOAD_OFFSET=str(start),
+            **headers,
+        )
+        assert sent.status_code == 204, sent.content
+    upload = Upload.objects.get(pk=location.rstrip("/").rsplit("/", 1)[1])
+    staged = resumable.upload_path(upload)
+    assert staged.exists()  # chunks are staged on the web machine until imported
+
+    started = tus.post("/api/v1/imports/", {"upload": str(upload.pk)}, "application/json")
+    assert started.status_code == 202, started.content
+    state = ImportState.objects.get(pk=started.json()["id"])
+    assert state.source_path == f"{object_store['IMPORT_STORAGE_URL']}/{upload.path}"
+    assert not staged.parent.exists()
+    assert tus.head(location, **headers)["Upload-Offset"] == str(len(data))
+    assert run_queue().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 300
+
+    # Retention: a completed import's upload is deleted, the object with it.
+    assert resumable.uploads_cleanup().imported == 1
+    assert not storage.exists(state.source_path)
+
+
+@pytest.mark.django_db
+def test_resume_reads_from_its_checkpoint_by_ranges(object_store, seaweedfs):
+    body = people(6000)
+    put(object_store, seaweedfs, "big.csv", body)
+    state = services.import_enqueue_path("big.csv")
+    ImportState.objects.filter(pk=state.pk).update(batch_size=200)
+    state, lease = services.import_claim(ImportState.objects.get(pk=state.pk), WORKER)
+    batches = iter(range(100))
+    run_import(state, lease, should_stop=lambda: next(batches) >= 19)  # stop after 20 batches
+    services.import_cancel(state)
+    checkpoint = ImportState.objects.get(pk=state.pk).bytes_processed
+    assert len(body) * 0.5 < checkpoint < len(body)
+
+    services.import_resume(ImportState.objects.get(pk=state.pk))
+    storage.read_stats.update(bytes=0, requests=0)
+    assert run_queue().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 6000
+    block = int(object_store["IMPORT_STORAGE_BLOCK_BYTES"])
+    # The header (one read of the reader's chunk), then from the checkpoint on.
+    assert storage.read_stats["bytes"] <= READ_CHUNK + block + len(body) - checkpoint
+    assert storage.read_stats["requests"] > 2
+
+
+@pytest.mark.django_db
+def test_a_rewritten_object_is_not_resumed(object_store, seaweedfs):
+    put(object_store, seaweedfs, "f.csv", people(10))
+    state = services.import_enqueue_path("f.csv")
+    check_import_file(state)
+    put(object_store, seaweedfs, "f.csv", people(10).replace(b"Lima", b"Lama"))
+    with pytest.raises(FileChanged, match="content changed"):
+        check_import_file(state)
+
+
+@pytest.mark.django_db
+def test_a_store_down_longer_than_the_retries_fails_resumably(object_store, seaweedfs, settings):
+    put(object_store, seaweedfs, "f.csv", people(50))
+    state = services.import_enqueue_path("f.csv")
+    gate = Outage(seaweedfs.s3)
+    settings.AWS_S3_ENDPOINT_URL = gate.endpoint
+    settings.IMPORT_STORAGE_RETRY_SECONDS = 1
+    gate.down()
+    state = run_queue()
+    assert state.status == ImportStatus.FAILED and state.error_kind == FailureKind.TRANSIENT
+    assert "object store did not answer" in state.error
+    gate.up()
+    services.import_resume(state)
+    assert run_queue().status == ImportStatus.COMPLETED
+    assert Customer.objects.count() == 50
+    gate.down()
+
+
+# --- Worker processes ------------------------------------------------------------------
+def subprocess_store(subprocess_env: dict, object_store: dict, **extra: str) -> dict:
+    return {**subprocess_env, **object_store, "IMPORT_PAUSE_AFTER_BATCH": "0.02", **extra}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_is_taken_over_and_the_table_is_as_uninterrupted(
+    subprocess_env, object_store, seaweedfs, tmp_path
+):
+    dirty = drill.write_dirty_file(tmp_path / "dirty.csv", 1600)
+    put(object_store, seaweedfs, "dirty.csv", dirty.read_bytes())
+    env = subprocess_store(subprocess_env, object_store)
+    expected = drill.clean_run(env, "dirty.csv", batch_size=80)
+    crashed = drill.crash_run(env, "dirty.csv", batch_size=100, kills=2, seed=3)
+    assert crashed.kills >= 1
+    assert (crashed.checksum, crashed.counters, crashed.rejections) == (
+        expected.checksum,
+        expected.counters,
+        expected.rejections,
+    )
+    assert ImportState.objects.get().source_path.startswith("s3://")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
+    subprocess_env, object_store, seaweedfs, tmp_path
+):
+    dirty = drill.write_dirty_file(tmp_path / "dirty.csv", 1600)
+    put(object_store, seaweedfs, "dirty.csv", dirty.read_bytes())
+    expected = drill.clean_run(subprocess_store(subprocess_env, object_store), "dirty.csv", 80)
+
+    drill.reset()
+    gate = Outage(seaweedfs.s3)
+    env = subprocess_store(
+        subprocess_env,
+        object_store,
+        AWS_S3_ENDPOINT_URL=gate.endpoint,
+        IMPORT_STORAGE_BLOCK_BYTES=str(16 * 1024),
+    )
+    state = services.import_enqueue_path("dirty.csv")
+    ImportState.objects.filter(pk=state.pk).update(batch_size=80)
+    worker = drill.worker(env)
+    try:
+        assert drill.wait_for(worker, lambda: drill.progress() >= 240)
+        gate.down()
+        at = drill.progress()
+        time.sleep(3)
+        stalled = drill.progress()
+        gate.up()
+        assert stalled - at <= 160  # it really waited for the store (one prefetched batch)
+        deadline = time.monotonic() + 90
+        while ImportState.objects.active().exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=60)
+        gate.down()
+    assert "Object store error, retrying" in output, output
+    crashed = drill.result()
+    assert (crashed.checksum, crashed.counters, crashed.rejections) == (
+        expected.checksum,
+        expected.counters,
+        expected.rejections,
+    )
