@@ -381,6 +381,15 @@ class ObjectStore:
     def delete(self, name: str) -> None:
         delete(self.location(name))
 
+    def ensure_bucket(self) -> bool:
+        """Create the bucket unless it exists; True when it was created."""
+        try:
+            _retrying(lambda: _client().head_bucket(Bucket=self.bucket))
+            return False
+        except FileNotFoundError:
+            _retrying(lambda: _client().create_bucket(Bucket=self.bucket))
+            return True
+
 
 def store() -> LocalStore | ObjectStore:
     """Where new import files go, and what the server-folder picker lists."""

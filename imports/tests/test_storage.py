@@ -266,3 +266,25 @@ def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
         expected.counters,
         expected.rejections,
     )
+
+
+@pytest.mark.django_db
+def test_ensure_storage_creates_the_bucket_once(object_store, seaweedfs, settings):
+    import io
+    import uuid
+
+    from django.core.management import call_command
+
+    bucket = f"fresh-{uuid.uuid4().hex[:8]}"
+    settings.IMPORT_STORAGE_URL = f"s3://{bucket}/panel"
+    out = io.StringIO()
+    call_command("ensure_storage", stdout=out)
+    call_command("ensure_storage", stdout=out)
+    assert out.getvalue().splitlines() == [
+        f"Created the bucket {bucket}.",
+        f"Found the bucket {bucket}.",
+    ]
+    seaweedfs.client().head_bucket(Bucket=bucket)
+    settings.IMPORT_STORAGE_URL = ""
+    call_command("ensure_storage", stdout=out)
+    assert "nothing to do" in out.getvalue()
