@@ -314,11 +314,14 @@ def upload_write(upload: Upload, *, offset: int, stream, length: int) -> Upload:
 # --- Delete and clean up -------------------------------------------------------------
 def upload_discard(upload: Upload) -> None:
     """Delete the upload's row, folder and stored object (the DELETE of termination)."""
+    stored = ImportState.objects.filter(pk=upload.import_state_id).values_list(
+        "source_path", flat=True
+    )
     Upload.objects.filter(pk=upload.pk).delete()
     upload_unstage(upload)
-    store = storage.store()
-    if store.object_storage and upload.import_state_id is not None:
-        store.delete(upload.path)  # moved into the store when its import was queued
+    for location in stored:
+        if storage.is_object(location):  # moved into the store when its import was queued
+            storage.delete(location)
 
 
 def upload_unstage(upload: Upload) -> None:

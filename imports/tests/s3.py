@@ -153,6 +153,10 @@ class SeaweedFS:
             self.proc.wait()
         self.proc = None
 
+    def version(self) -> str:
+        out = subprocess.run([weed_binary(), "version"], capture_output=True, text=True).stdout
+        return out.split()[2] if len(out.split()) > 2 else out.strip()
+
     def client(self):
         import boto3
         from botocore.config import Config

@@ -8,6 +8,7 @@ outage mid-import is retried without losing a row.
 from __future__ import annotations
 
 import base64
+import gzip
 import signal
 import time
 
@@ -288,3 +289,28 @@ def test_ensure_storage_creates_the_bucket_once(object_store, seaweedfs, setting
     settings.IMPORT_STORAGE_URL = ""
     call_command("ensure_storage", stdout=out)
     assert "nothing to do" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_review_previews_an_object_then_starts_a_dry_run_and_discard_deletes_it(object_store):
+    from imports import review
+
+    body = people(30).replace(b"ann7@example.com", b"not-an-email")
+    upload = SimpleUploadedFile("review.csv", gzip.compress(body))
+    upload.name = "review.csv.gz"
+    state = services.import_enqueue_upload(upload, review=True)
+    assert state.status == ImportStatus.REVIEW and state.compression == "gzip"
+    shown = review.preview(state)
+    assert not shown.error and len(shown.rows) == 20
+    assert any(note.startswith("gzip") for note in shown.notes)
+    assert [r.line for r in shown.rows if r.reason] == [8]
+
+    dry = review.start(state, dry_run=True)
+    assert run_queue().status == ImportStatus.COMPLETED
+    assert ImportState.objects.get(pk=dry.pk).rows_rejected == 1
+    assert Customer.objects.count() == 0
+
+    second = services.import_enqueue_upload(SimpleUploadedFile("again.csv", body), review=True)
+    review.discard(second)
+    assert not storage.exists(second.source_path)
+    assert storage.exists(state.source_path)  # another import's file stays
