@@ -309,29 +309,16 @@ def import_enqueue_tus(
     upload_id, *, overwrite_manual: bool = False, by_user=None, review: bool = False
 ) -> ImportState:
     """Queue the import of a complete resumable upload (or hold it for review); owner only."""
-    upload, path = resumable.upload_for_import(upload_id, owner=_person(by_user))
-    store = storage.store()
-    location = path
-    if store.object_storage:
-        # The staged chunks were local to this web machine: the import reads the store.
-        with path.open("rb") as stream:
-            location = store.save(stream, upload.path)
-    try:
-        state = _enqueue(
-            location,
-            original_name=upload.filename,
-            uploaded=True,
-            overwrite_manual=overwrite_manual,
-            by_user=by_user,
-            review=review,
-        )
-    except ImportRefused:
-        if location != path:
-            storage.delete(str(location))
-        raise
+    upload, location = resumable.upload_for_import(upload_id, owner=_person(by_user))
+    state = _enqueue(
+        location,
+        original_name=upload.filename,
+        uploaded=True,
+        overwrite_manual=overwrite_manual,
+        by_user=by_user,
+        review=review,
+    )
     resumable.upload_link(upload, state)
-    if location != path:
-        resumable.upload_unstage(upload)
     return state
 
 

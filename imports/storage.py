@@ -373,7 +373,7 @@ class ObjectStore:
 
         def upload() -> None:
             stream.seek(0)  # a retry sends the whole file again
-            _client().upload_fileobj(stream, self.bucket, key, Config=config)
+            _client().upload_fileobj(_KeepOpen(stream), self.bucket, key, Config=config)
 
         _retrying(upload)
         return self.location(name)
@@ -389,6 +389,26 @@ class ObjectStore:
         except FileNotFoundError:
             _retrying(lambda: _client().create_bucket(Bucket=self.bucket))
             return True
+
+
+class _KeepOpen:
+    """The caller's stream as boto3 reads it: boto3 closes it when a transfer fails,
+    and the retry (or the caller) still needs it."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        pass
 
 
 def store() -> LocalStore | ObjectStore:

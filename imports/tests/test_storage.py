@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from customerpanel.errors import ApplicationError
 from customers.models import Customer
 from imports import resumable, services, storage
 from imports.engine import run_import
@@ -110,46 +111,103 @@ def test_plain_upload_goes_into_the_store_and_imports_like_a_local_file(
     assert not storage.exists(state.source_path)
 
 
-@pytest.mark.django_db
-def test_tus_upload_moves_into_the_store_when_imported(object_store, user, settings):
+def tus_client(user) -> Client:
     token, _ = Token.objects.get_or_create(user=user)
-    tus = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {token.key}")
-    headers = {"HTTP_TUS_RESUMABLE": "1.0.0"}
-    data = people(300)
+    return Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {token.key}")
+
+
+TUS = {"HTTP_TUS_RESUMABLE": "1.0.0"}
+
+
+def tus_create(tus: Client, length: int) -> str:
     created = tus.post(
         "/api/v1/uploads/",
-        HTTP_UPLOAD_LENGTH=str(len(data)),
+        HTTP_UPLOAD_LENGTH=str(length),
         HTTP_UPLOAD_METADATA="filename " + base64.b64encode(b"people.csv").decode(),
-        **headers,
+        **TUS,
     )
     assert created.status_code == 201, created.content
-    location = created["Location"]
-    for start in (0, 1000):
-        part = data[start:1000] if start == 0 else data[start:]
-        sent = tus.patch(
-            location,
-            part,
-            content_type="application/offset+octet-stream",
-            HTTP_UPLOAD_OFFSET=str(start),
-            **headers,
-        )
-        assert sent.status_code == 204, sent.content
-    upload = Upload.objects.get(pk=location.rstrip("/").rsplit("/", 1)[1])
+    return created["Location"]
+
+
+def tus_send(tus: Client, location: str, offset: int, body: bytes):
+    return tus.patch(
+        location,
+        body,
+        content_type="application/offset+octet-stream",
+        HTTP_UPLOAD_OFFSET=str(offset),
+        **TUS,
+    )
+
+
+def upload_of(location: str) -> Upload:
+    return Upload.objects.get(pk=location.rstrip("/").rsplit("/", 1)[1])
+
+
+@pytest.mark.django_db
+def test_tus_upload_moves_into_the_store_with_its_last_byte(object_store, user):
+    tus = tus_client(user)
+    data = people(300)
+    location = tus_create(tus, len(data))
+    assert tus_send(tus, location, 0, data[:1000]).status_code == 204
+    upload = upload_of(location)
     staged = resumable.upload_path(upload)
-    assert staged.exists()  # chunks are staged on the web machine until imported
+    assert staged.exists()  # chunks are staged on the web machine until the last one
+    stored = f"{object_store['IMPORT_STORAGE_URL']}/{upload.path}"
+    assert not storage.exists(stored)
+
+    assert tus_send(tus, location, 1000, data[1000:]).status_code == 204
+    assert not staged.parent.exists() and storage.exists(stored)
+    with storage.open_file(stored) as fp:
+        assert fp.read() == data
+    assert tus.head(location, **TUS)["Upload-Offset"] == str(len(data))
 
     started = tus.post("/api/v1/imports/", {"upload": str(upload.pk)}, "application/json")
     assert started.status_code == 202, started.content
     state = ImportState.objects.get(pk=started.json()["id"])
-    assert state.source_path == f"{object_store['IMPORT_STORAGE_URL']}/{upload.path}"
-    assert not staged.parent.exists()
-    assert tus.head(location, **headers)["Upload-Offset"] == str(len(data))
+    assert state.source_path == stored
     assert run_queue().status == ImportStatus.COMPLETED
     assert Customer.objects.count() == 300
 
     # Retention: a completed import's upload is deleted, the object with it.
     assert resumable.uploads_cleanup().imported == 1
-    assert not storage.exists(state.source_path)
+    assert not storage.exists(stored)
+
+
+@pytest.mark.django_db
+def test_tus_last_chunk_is_refused_while_the_store_is_down_then_sent_again(
+    object_store, seaweedfs, user, settings
+):
+    tus = tus_client(user)
+    data = people(100)
+    location = tus_create(tus, len(data))
+    assert tus_send(tus, location, 0, data[:500]).status_code == 204
+    gate = Outage(seaweedfs.s3)
+    settings.AWS_S3_ENDPOINT_URL = gate.endpoint
+    settings.IMPORT_STORAGE_RETRY_SECONDS = 1
+    gate.down()
+    refused = tus_send(tus, location, 500, data[500:])
+    assert refused.status_code == 503, refused.content
+    assert "send the last chunk again" in refused.json()["detail"]
+    assert tus.head(location, **TUS)["Upload-Offset"] == "500"
+    gate.up()
+    assert tus_send(tus, location, 500, data[500:]).status_code == 204
+    upload = upload_of(location)
+    assert upload.is_complete
+
+    # A complete upload nobody imported expires: its object goes with it, once the store
+    # answers (until then the upload stays, for the next clean-up).
+    Upload.objects.filter(pk=upload.pk).update(expires_at=upload.completed_at)
+    gate.down()
+    with pytest.raises(ApplicationError, match="could not be deleted"):
+        resumable.uploads_cleanup()
+    assert Upload.objects.filter(pk=upload.pk).exists()
+    gate.up()
+    stored = f"{object_store['IMPORT_STORAGE_URL']}/{upload.path}"
+    assert storage.exists(stored)
+    assert resumable.uploads_cleanup().expired == 1
+    assert not storage.exists(stored)
+    gate.down()
 
 
 @pytest.mark.django_db

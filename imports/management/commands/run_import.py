@@ -51,6 +51,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
+from customerpanel.errors import ApplicationError
 from imports import leases, mappings, resumable, services, undo
 from imports.columns import HeaderError
 from imports.dialect import ENCODINGS, detect, parse_delimiter, parse_encoding
@@ -431,7 +432,11 @@ class Command(BaseCommand):
 
     def _cleanup_uploads(self) -> None:
         """Expired uploads and the files of finished imports (see imports.resumable)."""
-        done = resumable.uploads_cleanup()
+        try:
+            done = resumable.uploads_cleanup()
+        except ApplicationError as exc:  # the object store is down: next time
+            self.stderr.write(f"Uploads not cleaned up: {exc}")
+            return
         if self.verbosity and (done.expired or done.imported):
             self.stdout.write(
                 f"Deleted {done.expired} expired uploads and {done.imported} imported files."
