@@ -690,6 +690,7 @@ def bench(args: argparse.Namespace) -> int:
         if args.storage:
             storagebench.run_storage(args, report.files["base"], env, report, log=log)
             report.skipped.append("Only the storage comparison ran (--storage).")
+            args.skip_web = True  # no web tables in the report
         else:
             run_all(args, env, report)
     except ib.BenchError as exc:

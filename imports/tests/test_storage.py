@@ -77,6 +77,10 @@ def test_picker_lists_the_prefix_only_and_refuses_names_leading_out(object_store
 
 @pytest.mark.django_db
 def test_picker_page_and_api_read_the_bucket(object_store, seaweedfs, client_logged_in):
+    empty = client_logged_in.get("/imports/")
+    assert b"aws s3 cp" in empty.content and object_store["IMPORT_STORAGE_URL"].encode() in (
+        empty.content
+    )
     put(object_store, seaweedfs, "bucket-file.csv", people(5))
     page = client_logged_in.get("/imports/")
     assert page.status_code == 200 and b"bucket-file.csv" in page.content
@@ -266,6 +270,7 @@ def subprocess_store(subprocess_env: dict, object_store: dict, **extra: str) -> 
     return {**subprocess_env, **object_store, "IMPORT_PAUSE_AFTER_BATCH": "0.02", **extra}
 
 
+@pytest.mark.slow  # two imports by worker processes: over 20 s on a busy machine
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_is_taken_over_and_the_table_is_as_uninterrupted(
     subprocess_env, object_store, seaweedfs, tmp_path
@@ -284,6 +289,7 @@ def test_a_killed_worker_is_taken_over_and_the_table_is_as_uninterrupted(
     assert ImportState.objects.get().source_path.startswith("s3://")
 
 
+@pytest.mark.slow  # two imports by worker processes: over 20 s on a busy machine
 @pytest.mark.django_db(transaction=True)
 def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
     subprocess_env, object_store, seaweedfs, tmp_path
