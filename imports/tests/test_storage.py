@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import random
 import signal
 import time
 
@@ -57,6 +58,28 @@ def local_import_checksum(import_dir, settings, body: bytes) -> str:
     checksum = table_checksum()
     Customer.objects.all().delete()
     return checksum
+
+
+def test_the_object_reader_seeks_and_reads_like_a_local_file(object_store, seaweedfs, tmp_path):
+    rng = random.Random(5)
+    body = rng.randbytes(300_000)
+    location = put(object_store, seaweedfs, "random.bin", body)
+    local = tmp_path / "random.bin"
+    local.write_bytes(body)
+    end = 250_000  # the recorded size: bytes appended later are not read
+    with storage.open_file(location, end) as remote, storage.open_file(local, end) as disk:
+        for _ in range(60):
+            offset = rng.randrange(0, end + 10)
+            size = rng.choice([1, 100, 8192, 70_000, 200_000])
+            remote.seek(offset)
+            disk.seek(offset)
+            assert remote.read(size) == disk.read(size)
+            assert remote.tell() == disk.tell()
+        remote.seek(0)
+        assert remote.read() == body[:end]
+    assert storage.fingerprint(location).size == len(body)
+    with pytest.raises(FileNotFoundError):
+        storage.open_file(location + ".gone")
 
 
 @pytest.mark.django_db
