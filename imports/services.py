@@ -9,6 +9,7 @@ one application error, with a message for people.
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from .files import check_import_file, fingerprint
 from .models import ImportState, ImportStatus, ImportUndoRow, Upload
 from .reader import FatalImportError, sniff
 from .review import create_for_review
+
+logger = logging.getLogger(__name__)
 
 # The imports' name for the project's one application error (see customerpanel.errors).
 ImportRefused = ApplicationError
@@ -83,7 +86,11 @@ def import_dir_files() -> list[ImportFile]:
     """
     store = storage.store()
     if store.object_storage:
-        files = [f for f in store.list() if is_import_name(f.name)]
+        try:
+            files = [f for f in store.list() if is_import_name(f.name)]
+        except storage.StoreUnavailable as exc:  # the page still shows, without the list
+            logger.warning("Import files not listed: %s", exc)
+            return []
         return [ImportFile(f.name, f.size, f.modified) for f in files]
     folder = import_dir()
     if not folder.is_dir():
@@ -118,6 +125,8 @@ def resolve_import_path(name: str) -> Path | str:
             location = store.resolve(name)
         except ValueError:
             raise ImportRefused("Only files inside the import folder can be imported.") from None
+        except storage.StoreUnavailable as exc:
+            raise ImportRefused(str(exc), code="unavailable") from None
         if location is None:
             raise ImportRefused(f"There is no file named {name!r} in the import folder.")
         return location
@@ -149,6 +158,8 @@ def check_csv_file(path: Path | str, dialect: Dialect | None = None) -> Dialect:
             head = fp.read(4096)
         sniff(head)
         return dialect or detect(path).dialect
+    except storage.StoreUnavailable as exc:
+        raise ImportRefused(str(exc), code="unavailable") from None
     except FatalImportError as exc:
         raise ImportRefused(f"{name}: {exc}") from None
 
@@ -286,6 +297,8 @@ def _enqueue_stored_upload(upload: UploadedFile, record: Upload, store, **option
     """Stream the upload into the object store (multipart), then queue it from there."""
     try:
         location = store.save(upload.open("rb"), record.path)
+    except storage.StoreUnavailable as exc:
+        raise ImportRefused(f"The upload could not be stored: {exc}", code="unavailable") from None
     finally:
         upload.close()  # deletes Django's temporary file
     try:

@@ -48,7 +48,7 @@ read_stats = {"bytes": 0, "requests": 0}
 
 
 class StoreUnavailable(FatalImportError):
-    """The object store did not answer within IMPORT_STORAGE_RETRY_SECONDS."""
+    """The object store did not answer within IMPORT_STORAGE_RETRY_SECONDS, or refused."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,12 @@ def fingerprint(location: str | Path, size: int | None = None) -> Fingerprint:
 
 
 def exists(location: str) -> bool:
+    """Is the file (a regular local file, or an object) there?"""
+    if not is_object(location):
+        return Path(location).is_file()
     try:
         file_size(location)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except FileNotFoundError:
         return False
     return True
 
@@ -197,10 +200,19 @@ def _client():
     )
 
 
-def _transient(exc: Exception) -> bool:
-    """A dropped connection, a timeout or a 5xx: worth another try."""
-    from botocore.exceptions import BotoCoreError, ClientError
+def _transient(exc: BaseException | None) -> bool:
+    """A dropped connection, a timeout or a 5xx: worth another try (not a refusal such as
+    wrong credentials, which no retry mends)."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+    )
 
+    if isinstance(exc, S3UploadFailedError):  # wraps what went wrong with a part
+        return _transient(exc.__cause__ or exc.__context__)
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return status >= 500 or exc.response.get("Error", {}).get("Code") in (
@@ -208,7 +220,7 @@ def _transient(exc: Exception) -> bool:
             "InternalError",
             "ServiceUnavailable",
         )
-    return isinstance(exc, (BotoCoreError, OSError))
+    return isinstance(exc, (ConnectionError, HTTPClientError, IncompleteReadError, OSError))
 
 
 def _missing(exc: Exception) -> bool:
@@ -222,9 +234,18 @@ def _missing(exc: Exception) -> bool:
     )
 
 
-def _retrying(call):
-    """`call()`, retried with back-off on transient errors for IMPORT_STORAGE_RETRY_SECONDS."""
-    deadline = time.monotonic() + settings.IMPORT_STORAGE_RETRY_SECONDS
+def _retrying(call, seconds: float | None = None):
+    """`call()`, retried with back-off on transient errors for `seconds`
+    (IMPORT_STORAGE_RETRY_SECONDS by default).
+
+    StoreUnavailable when the store still does not answer, or refuses (credentials,
+    permissions): both are for an operator to mend, after which the work can go on.
+    """
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    seconds = settings.IMPORT_STORAGE_RETRY_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + seconds
     pause = 0.2
     while True:
         try:
@@ -233,12 +254,16 @@ def _retrying(call):
             if _missing(exc):
                 raise FileNotFoundError(str(exc)) from None
             if not _transient(exc):
+                if isinstance(exc, (ClientError, BotoCoreError, Boto3Error)):
+                    raise StoreUnavailable(
+                        f"The object store refused the request ({exc}): check "
+                        "IMPORT_STORAGE_URL and the AWS_* credentials, then try again."
+                    ) from None
                 raise
             if time.monotonic() + pause > deadline:
                 raise StoreUnavailable(
-                    "The object store did not answer for "
-                    f"{settings.IMPORT_STORAGE_RETRY_SECONDS} s ({exc}); "
-                    "resume the import once it is back."
+                    f"The object store did not answer for {seconds:g} s ({exc}); once it is back, "
+                    "try again (an import resumes from its checkpoint)."
                 ) from None
             log.warning("Object store error, retrying: %s", str(exc).splitlines()[0])
             time.sleep(pause)
@@ -334,14 +359,20 @@ class ObjectStore:
     def list(self) -> list[StoredFile]:
         """Objects directly under the prefix (not in "subfolders"), newest first."""
         start = f"{self.prefix}/" if self.prefix else ""
-        files = []
-        pages = _client().get_paginator("list_objects_v2")
-        for page in pages.paginate(Bucket=self.bucket, Prefix=start, Delimiter="/"):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(start) :]
-                if name:
-                    modified = item["LastModified"].astimezone(UTC)
-                    files.append(StoredFile(name, item["Size"], modified))
+
+        def listing() -> list[StoredFile]:
+            files = []
+            pages = _client().get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=start, Delimiter="/"):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(start) :]
+                    if name:
+                        modified = item["LastModified"].astimezone(UTC)
+                        files.append(StoredFile(name, item["Size"], modified))
+            return files
+
+        # A page waits for this: a few seconds' patience, not an import's.
+        files = _retrying(listing, seconds=3)
         return sorted(files, key=lambda f: f.modified, reverse=True)
 
     def resolve(self, name: str) -> str | None:

@@ -401,3 +401,27 @@ def test_review_previews_an_object_then_starts_a_dry_run_and_discard_deletes_it(
     review.discard(second)
     assert not storage.exists(second.source_path)
     assert storage.exists(state.source_path)  # another import's file stays
+
+
+@pytest.mark.django_db
+def test_wrong_credentials_or_a_store_down_are_said_not_crashed(
+    object_store, seaweedfs, client_logged_in, api_client, settings
+):
+    put(object_store, seaweedfs, "f.csv", people(5))
+    settings.AWS_SECRET_ACCESS_KEY = "wrong"
+    refused = api_client.post("/api/v1/imports/", {"name": "f.csv"})
+    assert refused.status_code == 503
+    assert "refused the request" in refused.json()["detail"]
+    upload = api_client.post(
+        "/api/v1/imports/", {"file": SimpleUploadedFile("u.csv", people(2))}, format="multipart"
+    )
+    assert upload.status_code == 503 and "could not be stored" in upload.json()["detail"]
+
+    settings.AWS_SECRET_ACCESS_KEY = object_store["AWS_SECRET_ACCESS_KEY"]
+    gate = Outage(seaweedfs.s3)
+    settings.AWS_S3_ENDPOINT_URL = gate.endpoint
+    settings.IMPORT_STORAGE_RETRY_SECONDS = 1
+    gate.down()
+    page = client_logged_in.get("/imports/")  # the list of files is left out, not the page
+    assert page.status_code == 200 and b"f.csv" not in page.content
+    assert not ImportState.objects.exists()
