@@ -172,48 +172,54 @@ class SeaweedFS:
 
 
 class Outage:
-    """A TCP forwarder in front of the store that can go down and come back on its port.
+    """A TCP forwarder in front of the store that can go down and come back.
 
-    Down, it resets every open connection and refuses new ones: what a client sees of
-    a crashed or unreachable store. The panel under test talks to `endpoint`.
+    Down, it resets every open connection and every new one (counted in `refused`):
+    what a client sees of a crashed or unreachable store. The panel under test talks
+    to `endpoint`.
     """
 
     def __init__(self, target_port: int):
         self.target = ("127.0.0.1", target_port)
-        self.port = free_ports(1)[0]
-        self._server: socket.socket | None = None
+        self.is_down = False
+        self.refused = 0
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self.up()
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def up(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(64)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        self.is_down = False
 
     def down(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close() would not)
-            server.close()
+        self.is_down = True
         with self._lock:
             for conn in list(self._open):
                 _reset(conn)
             self._open.clear()
 
-    def _accept(self, server: socket.socket) -> None:
+    def close(self) -> None:
+        self.down()
+        self._server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._server.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = server.accept()
+                client, _ = self._server.accept()
             except OSError:
-                return  # closed: the store is down
+                return  # closed
+            if self.is_down:
+                self.refused += 1
+                _reset(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:

@@ -234,7 +234,7 @@ def test_tus_last_chunk_is_refused_while_the_store_is_down_then_sent_again(
     assert storage.exists(stored)
     assert resumable.uploads_cleanup().expired == 1
     assert not storage.exists(stored)
-    gate.down()
+    gate.close()
 
 
 @pytest.mark.django_db
@@ -285,7 +285,7 @@ def test_a_store_down_longer_than_the_retries_fails_resumably(object_store, seaw
     services.import_resume(state)
     assert run_queue().status == ImportStatus.COMPLETED
     assert Customer.objects.count() == 50
-    gate.down()
+    gate.close()
 
 
 # --- Worker processes ------------------------------------------------------------------
@@ -336,9 +336,13 @@ def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
         assert drill.wait_for(worker, lambda: drill.progress() >= 240)
         gate.down()
         at = drill.progress()
-        time.sleep(3)
+        deadline = time.monotonic() + 30
+        time.sleep(2)
+        while gate.refused < 2 and time.monotonic() < deadline:  # it asked, and asked again
+            time.sleep(0.1)
         stalled = drill.progress()
         gate.up()
+        assert gate.refused >= 2
         assert stalled - at <= 160  # it really waited for the store (one prefetched batch)
         deadline = time.monotonic() + 90
         while ImportState.objects.active().exists() and time.monotonic() < deadline:
@@ -346,7 +350,7 @@ def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
     finally:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=60)
-        gate.down()
+        gate.close()
     assert "Object store error, retrying" in output, output
     crashed = drill.result()
     assert (crashed.checksum, crashed.counters, crashed.rejections) == (
@@ -425,3 +429,4 @@ def test_wrong_credentials_or_a_store_down_are_said_not_crashed(
     page = client_logged_in.get("/imports/")  # the list of files is left out, not the page
     assert page.status_code == 200 and b"f.csv" not in page.content
     assert not ImportState.objects.exists()
+    gate.close()
