@@ -103,6 +103,33 @@ def import_dir(tmp_path, settings):
     return folder
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS, from requirements-dev) for this test session."""
+    from imports.tests.s3 import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def object_store(seaweedfs, import_dir, settings):
+    """Import files in the SeaweedFS bucket, under a prefix of this test's own.
+
+    Returns the environment variables that point a `manage.py` subprocess at it too.
+    """
+    import uuid
+
+    values = seaweedfs.env(f"t{uuid.uuid4().hex[:12]}")
+    values["IMPORT_STORAGE_BLOCK_BYTES"] = str(64 * 1024)
+    values["IMPORT_STORAGE_RETRY_SECONDS"] = "30"
+    for name, value in values.items():
+        setattr(settings, name, int(value) if value.isdigit() else value)
+    return values
+
+
 @pytest.fixture
 def subprocess_env(transactional_db, import_dir, settings):
     """Environment for a `manage.py` subprocess that uses this test's database."""

@@ -4,6 +4,7 @@
     make bench-quick   # 200,000 rows
     .venv/bin/python bench/run.py --rows 20000 --skip-sqlite --skip-web
     .venv/bin/python bench/run.py --quick --embedded   # on the embedded PostgreSQL 18
+    .venv/bin/python bench/run.py --quick --storage s3  # object storage vs local disk
 
 Steps: generate (or reuse) the reference files in bench/data/; recreate the PostgreSQL
 database `customerpanel_bench`; time `psql \\copy` of the file (the floor, and the raw
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import importbench as ib
+import storagebench
 import webbench as wb
 
 sys.path.insert(0, str(ib.ROOT))  # bench/ is this script's path; the project's modules next
@@ -71,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "started for the run and deleted after it, instead of --pg-url.",
     )
     parser.add_argument("--batch-size", type=int, help="Passed to run_import.")
+    parser.add_argument(
+        "--storage",
+        choices=["s3"],
+        help="Instead of the usual steps: a first import from local disk and one from object "
+        "storage (SeaweedFS started for the run; bench/storagebench.py).",
+    )
     parser.add_argument("--skip-sqlite", action="store_true", help="No SQLite import.")
     parser.add_argument("--skip-web", action="store_true", help="No web latency runs.")
     parser.add_argument("--requests", type=int, default=300, help="Requests per endpoint.")
@@ -782,6 +790,27 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
 
 
+def run_all(args: argparse.Namespace, env: dict[str, str], report: Report) -> None:
+    report.files["changed"] = ib.reference_file(args.rows, change_percent=10, log=log)
+    if not args.skip_web:
+        report.files["second"] = ib.reference_file(args.rows, seed=43, log=log)
+    run_imports(args, report.files, env, report)
+    databases = [WebDatabase.postgres(args.pg_url, env)]
+    if args.skip_sqlite:
+        report.skipped.append("SQLite import skipped (--skip-sqlite).")
+    else:
+        sqlite_path = run_sqlite(args, report.files, report)
+        databases.append(WebDatabase.sqlite(sqlite_path))
+    if args.skip_web:
+        report.skipped.append("Web latency skipped (--skip-web).")
+    for db in [] if args.skip_web else databases:
+        try:
+            run_web(args, report.files, db, report)
+        except ib.BenchError as exc:
+            report.notes.append(f"Web benchmark on {db.label} failed: {exc}")
+            log(f"Web benchmark on {db.label} failed: {exc}")
+
+
 def bench(args: argparse.Namespace) -> int:
     env = ib.django_env(args.pg_url)
     report = Report(args, machine_info(args.pg_url))
@@ -789,24 +818,12 @@ def bench(args: argparse.Namespace) -> int:
     try:
         log("Reference files:")
         report.files["base"] = ib.reference_file(args.rows, log=log)
-        report.files["changed"] = ib.reference_file(args.rows, change_percent=10, log=log)
-        if not args.skip_web:
-            report.files["second"] = ib.reference_file(args.rows, seed=43, log=log)
-        run_imports(args, report.files, env, report)
-        databases = [WebDatabase.postgres(args.pg_url, env)]
-        if args.skip_sqlite:
-            report.skipped.append("SQLite import skipped (--skip-sqlite).")
+        if args.storage:
+            storagebench.run_storage(args, report.files["base"], env, report, log=log)
+            report.skipped.append("Only the storage comparison ran (--storage).")
+            args.skip_web = True  # no web tables in the report
         else:
-            sqlite_path = run_sqlite(args, report.files, report)
-            databases.append(WebDatabase.sqlite(sqlite_path))
-        if args.skip_web:
-            report.skipped.append("Web latency skipped (--skip-web).")
-        for db in [] if args.skip_web else databases:
-            try:
-                run_web(args, report.files, db, report)
-            except ib.BenchError as exc:
-                report.notes.append(f"Web benchmark on {db.label} failed: {exc}")
-                log(f"Web benchmark on {db.label} failed: {exc}")
+            run_all(args, env, report)
     except ib.BenchError as exc:
         log(f"\nBenchmark failed: {exc}")
         return 1

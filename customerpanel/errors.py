@@ -20,6 +20,7 @@ HTTP_STATUS = {
     "locked": 423,
     "too_many": 429,
     "insufficient_storage": 507,
+    "unavailable": 503,
 }
 
 

@@ -183,6 +183,18 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 # --- Imports ----------------------------------------------------------------
 # The only server-side folder whose CSV files may be imported by name.
 IMPORT_DIR = env.path("IMPORT_DIR", default=VAR_DIR / "imports")
+# Where import files live (imports/storage.py): empty = the local folders above; or
+# s3://bucket/prefix for S3-compatible object storage, shared by every web and worker
+# machine. The endpoint and credentials come from the usual AWS_* variables.
+IMPORT_STORAGE_URL = env("IMPORT_STORAGE_URL", default="")
+AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None)
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
+AWS_REGION = env("AWS_REGION", default="us-east-1")
+# An import reads an object in ranged GETs of this size (a resume starts at its checkpoint)
+# and retries a dropped connection or a 5xx this long before the import fails (resumable).
+IMPORT_STORAGE_BLOCK_BYTES = env.int("IMPORT_STORAGE_BLOCK_BYTES", default=8 * 1024**2)
+IMPORT_STORAGE_RETRY_SECONDS = env.int("IMPORT_STORAGE_RETRY_SECONDS", default=120)
 # Uploads stream to disk; anything larger is refused with a clear message. Files already
 # on the server (IMPORT_DIR, `run_import PATH`) import whatever their size.
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=5 * 1024**3)

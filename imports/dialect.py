@@ -37,6 +37,7 @@ from typing import BinaryIO
 from charset_normalizer import from_bytes
 
 from .errors import FatalImportError
+from .storage import open_file
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 ENCODINGS = {
@@ -282,13 +283,15 @@ def decompressed(fp: BinaryIO, compression: str, *, window: int = 0) -> Iterator
 
 
 # --- Detection ----------------------------------------------------------------------
-def detect(path: Path, *, delimiter: str | None = None, encoding: str | None = None) -> Detection:
+def detect(
+    path: str | Path, *, delimiter: str | None = None, encoding: str | None = None
+) -> Detection:
     """How to read `path`; `delimiter` or `encoding` given are taken as they are.
 
     Raises DetectionError when the encoding or delimiter cannot be told, and
     FatalImportError for an archive or compressed file that cannot be read.
     """
-    with path.open("rb") as fp:
+    with open_file(path) as fp:
         compression = compression_of(fp.read(4))
         fp.seek(0)
         with decompressed(fp, compression) as stream:

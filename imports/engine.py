@@ -64,6 +64,7 @@ from .models import RECENT_ROWS_KEPT, FailureKind, ImportRejection, ImportState
 from .outcomes import DUPLICATE, REJECTED, WRITE_OUTCOMES
 from .reader import CsvSource, FatalImportError
 from .sources import open_source
+from .storage import StoreUnavailable
 from .validation import CleanRecord, Rejection, Validator
 from .writers import WriteResult, writer_for
 
@@ -358,7 +359,9 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
     except FatalImportError as exc:
         log.warning("import #%s failed: %s", state.pk, exc)
         # A missing file can be put back and resumed; any other file error cannot.
-        kind = FailureKind.TRANSIENT if isinstance(exc, FileMissing) else FailureKind.FILE
+        # So can one read while the object store was down for longer than its retries.
+        resumable = isinstance(exc, (FileMissing, StoreUnavailable))
+        kind = FailureKind.TRANSIENT if resumable else FailureKind.FILE
         leases.fail(state, lease, str(exc), kind=kind)
         return state
     # Completed means searchable: the indexes are built before the import says so.

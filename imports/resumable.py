@@ -37,6 +37,12 @@ folder go together (`upload_discard`). `uploads_cleanup` (run by the import work
 and `manage.py cleanup_uploads`) deletes uploads past their expiry that were never
 imported, the files of completed imports, and those of other finished imports
 older than UPLOAD_RETENTION_HOURS.
+
+With object storage (IMPORT_STORAGE_URL) the chunks are still staged here, on the
+web machine that receives them; with its last byte, before that is recorded, the
+file is copied into the store (same key, under the store's prefix; a multipart
+upload) and the local folder deleted: the import, queued from any web machine and
+run by a worker anywhere, reads the object.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from django.utils.text import get_valid_filename
 
 from customerpanel.errors import ApplicationError
 
+from . import storage
 from .dialect import NOT_A_CSV, is_import_name
 from .models import ACTIVE_STATUSES, ImportState, ImportStatus, Upload
 from .reader import FatalImportError, sniff
@@ -210,6 +217,8 @@ def _reconcile(upload: Upload, fp: BinaryIO) -> Upload:
 
 def upload_reconcile(upload: Upload) -> Upload:
     """The upload's true offset. Left as recorded while another request is writing it."""
+    if upload.is_complete and storage.store().object_storage:
+        return upload  # moved into the object store on its last byte: no local file to check
     with _Locked(upload) as fp:
         if fp is not None:
             upload.refresh_from_db()
@@ -243,15 +252,37 @@ class _Writer:
             self.fp.seek(new)
         self.fp.flush()
         os.fsync(self.fp.fileno())
+        complete = new == self.upload.length
+        stored = _into_store(self.upload, self.fp) if complete else None
         now = timezone.now()
-        done = {"completed_at": now} if new == self.upload.length else {}
+        done = {"completed_at": now} if complete else {}
         updated = Upload.objects.filter(pk=self.upload.pk, offset=self.offset).update(
             offset=new, expires_at=_expiry(now), **done
         )
         if not updated:  # deleted meanwhile (DELETE): nothing more to keep
+            if stored:
+                storage.delete(stored)
             raise ApplicationError("This upload was deleted.", code="gone")
         self.upload.offset, self.offset, self.written = new, new, 0
         self.upload.completed_at = done.get("completed_at", self.upload.completed_at)
+
+
+def _into_store(upload: Upload, fp: BinaryIO) -> str | None:
+    """Copy a complete upload's file into the object store; its location (None: no store).
+
+    Done before the last offset is recorded: a store that does not answer leaves the
+    upload one chunk short (503), and the client sends that chunk again.
+    """
+    store = storage.store()
+    if not store.object_storage:
+        return None
+    try:
+        return store.save(fp, upload.path)
+    except storage.StoreUnavailable as exc:
+        raise ApplicationError(
+            f"The upload could not be stored ({exc}); send the last chunk again.",
+            code="unavailable",
+        ) from None
 
 
 def upload_write(upload: Upload, *, offset: int, stream, length: int) -> Upload:
@@ -300,13 +331,34 @@ def upload_write(upload: Upload, *, offset: int, stream, length: int) -> Upload:
                 code="insufficient_storage",
             ) from None
         writer.checkpoint()
+    if upload.is_complete and storage.store().object_storage:
+        upload_unstage(upload)  # the store has it now: web machines keep no copy
     return upload
 
 
 # --- Delete and clean up -------------------------------------------------------------
 def upload_discard(upload: Upload) -> None:
-    """Delete the upload's row and folder (the DELETE of the termination extension)."""
+    """Delete the upload's row, folder and stored object (the DELETE of termination)."""
+    stored = set(
+        ImportState.objects.filter(pk=upload.import_state_id).values_list("source_path", flat=True)
+    )
+    store = storage.store()
+    if store.object_storage and upload.completed_at is not None:
+        stored.add(store.location(upload.path))
+    try:  # the objects first: a store that does not answer leaves the upload for next time
+        for location in stored:
+            if storage.is_object(location):
+                storage.delete(location)
+    except storage.StoreUnavailable as exc:
+        raise ApplicationError(
+            f"The upload could not be deleted: {exc}", code="unavailable"
+        ) from None
     Upload.objects.filter(pk=upload.pk).delete()
+    upload_unstage(upload)
+
+
+def upload_unstage(upload: Upload) -> None:
+    """Delete the upload's local folder (its staged chunks)."""
     folder = upload_path(upload).parent
     if folder.parent == uploads_root() and folder.name == upload.pk.hex:  # never outside
         shutil.rmtree(folder, ignore_errors=True)
@@ -339,8 +391,11 @@ def uploads_cleanup(now=None) -> Cleanup:
     return result
 
 
-def upload_for_import(pk, *, owner) -> tuple[Upload, Path]:
-    """The owner's complete, not yet imported upload and its file, for `import_enqueue_tus`."""
+def upload_for_import(pk, *, owner) -> tuple[Upload, Path | str]:
+    """The owner's complete, not yet imported upload and its file, for `import_enqueue_tus`.
+
+    The file is a location of imports.storage: the local file, or its object in the store.
+    """
     upload = upload_get(pk, owner=owner)
     upload_reconcile(upload)
     if not upload.is_complete:
@@ -353,7 +408,8 @@ def upload_for_import(pk, *, owner) -> tuple[Upload, Path]:
             f"This upload was already imported (import #{upload.import_state_id}).",
             code="conflict",
         )
-    return upload, upload_path(upload)
+    store = storage.store()
+    return upload, store.location(upload.path) if store.object_storage else upload_path(upload)
 
 
 def upload_link(upload: Upload, state: ImportState) -> None:

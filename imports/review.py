@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from customerpanel.errors import ApplicationError
 
-from . import leases, mappings
+from . import leases, mappings, storage
 from .columns import IGNORE, LABELS
 from .compare import sample_outcomes
 from .dialect import DELIMITERS, Detection, Dialect, detect, parse_encoding
@@ -59,7 +59,7 @@ UNREADABLE += (zipfile.BadZipFile,)
 
 
 # --- Detection and mapping proposals (imports.dialect, imports.mappings) -------------------
-def _detect(path: Path) -> Detection:
+def _detect(path: Path | str) -> Detection:
     """How to read `path`; a file nothing fits is refused with the detection's message."""
     try:
         return detect(path)
@@ -77,7 +77,7 @@ def field_choices() -> list[tuple[str, str]]:
 
 
 # --- Create ---------------------------------------------------------------------------------
-def create_for_review(path: Path, *, source_path: str, **fields) -> ImportState:
+def create_for_review(path: Path | str, *, source_path: str, **fields) -> ImportState:
     """A new import in review for a checked file: its dialect detected, a mapping proposed.
 
     Refused (409) while the file is queued or running: it could not be started anyway.
@@ -157,7 +157,7 @@ def preview(state: ImportState) -> Preview:
     """What the import will read and do, from the head of its file; never writes."""
     result = Preview(dialect=state.dialect)
     try:
-        result.notes = list(_detect(Path(state.source_path)).notes)
+        result.notes = list(_detect(state.source_path).notes)
     except Exception as exc:  # noqa: BLE001 - the real detection's DetectionError, said as is
         result.notes = [str(exc)]
     reading = copy.copy(state)
@@ -405,7 +405,7 @@ def discard(state: ImportState) -> None:
             raise ApplicationError(f"Import #{state.pk} was discarded already.", code="conflict")
         check_in_review(current)
     if state.uploaded and not ImportState.objects.filter(source_path=state.source_path).exists():
-        upload = Path(state.source_path)
-        upload.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # the upload's own folder (see services), once empty
-            upload.parent.rmdir()
+        storage.delete(state.source_path)
+        if not storage.is_object(state.source_path):
+            with contextlib.suppress(OSError):  # the upload's own folder (see services), once empty
+                Path(state.source_path).parent.rmdir()

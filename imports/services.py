@@ -9,6 +9,7 @@ one application error, with a message for people.
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from customerpanel.csvfiles import spreadsheet_safe
 from customerpanel.errors import ApplicationError
 from customers.deferred_indexes import indexes_deferred, rebuild_deferred_indexes
 
-from . import leases, resumable
+from . import leases, resumable, storage
 from .columns import LABELS, REPORT_COLUMNS
 from .dialect import IMPORT_SUFFIXES as IMPORT_SUFFIXES
 from .dialect import NOT_A_CSV, Dialect, detect, is_import_name
@@ -32,6 +33,8 @@ from .files import check_import_file, fingerprint
 from .models import ImportState, ImportStatus, ImportUndoRow, Upload
 from .reader import FatalImportError, sniff
 from .review import create_for_review
+
+logger = logging.getLogger(__name__)
 
 # The imports' name for the project's one application error (see customerpanel.errors).
 ImportRefused = ApplicationError
@@ -67,12 +70,28 @@ def _person(by_user):
 
 
 # --- Files -----------------------------------------------------------------------
-def import_dir() -> Path:
+def import_dir() -> Path | str:
+    """The server folder the picker offers: IMPORT_DIR, or the object store's prefix."""
+    store = storage.store()
+    if store.object_storage:
+        return store.location("")
     return Path(settings.IMPORT_DIR).resolve()
 
 
 def import_dir_files() -> list[ImportFile]:
-    """CSV files directly inside IMPORT_DIR, newest first (symlinks leading out are hidden)."""
+    """CSV files directly inside IMPORT_DIR (or the object store's prefix), newest first.
+
+    Symlinks leading out of IMPORT_DIR are hidden; objects in "subfolders" of the prefix
+    (uploads among them) are not offered.
+    """
+    store = storage.store()
+    if store.object_storage:
+        try:
+            files = [f for f in store.list() if is_import_name(f.name)]
+        except storage.StoreUnavailable as exc:  # the page still shows, without the list
+            logger.warning("Import files not listed: %s", exc)
+            return []
+        return [ImportFile(f.name, f.size, f.modified) for f in files]
     folder = import_dir()
     if not folder.is_dir():
         return []
@@ -93,11 +112,25 @@ def import_dir_files() -> list[ImportFile]:
     return sorted(files, key=lambda f: f.modified, reverse=True)
 
 
-def resolve_import_path(name: str) -> Path:
-    """A file inside IMPORT_DIR by name; `../`, absolute paths and symlinks out are refused."""
-    folder = import_dir()
+def resolve_import_path(name: str) -> Path | str:
+    """A file inside IMPORT_DIR (or the store's prefix) by name, as a storage location.
+
+    `../`, absolute paths, symlinks out (and, in object storage, any `/`) are refused.
+    """
     if not name or "\x00" in name:
         raise ImportRefused("Choose a file to import.")
+    store = storage.store()
+    if store.object_storage:
+        try:
+            location = store.resolve(name)
+        except ValueError:
+            raise ImportRefused("Only files inside the import folder can be imported.") from None
+        except storage.StoreUnavailable as exc:
+            raise ImportRefused(str(exc), code="unavailable") from None
+        if location is None:
+            raise ImportRefused(f"There is no file named {name!r} in the import folder.")
+        return location
+    folder = import_dir()
     try:
         candidate = (folder / name).resolve()
         is_file = candidate.is_file()
@@ -110,26 +143,34 @@ def resolve_import_path(name: str) -> Path:
     return candidate
 
 
-def check_csv_file(path: Path, dialect: Dialect | None = None) -> Dialect:
+def check_csv_file(path: Path | str, dialect: Dialect | None = None) -> Dialect:
     """A CSV file (plain, gzip or in a zip), whatever its size, and how to read it.
 
-    `dialect` is taken as it is; otherwise it is detected (imports.dialect).
-    IMPORT_MAX_UPLOAD_BYTES is for uploads only.
+    `path` is a storage location (a local path or an object's). `dialect` is taken as
+    it is; otherwise it is detected (imports.dialect). IMPORT_MAX_UPLOAD_BYTES is for
+    uploads only.
     """
-    if not is_import_name(path.name):
-        raise ImportRefused(f"{path.name} {NOT_A_CSV}")
-    with path.open("rb") as fp:
-        head = fp.read(4096)
+    name = _file_name(path)
+    if not is_import_name(name):
+        raise ImportRefused(f"{name} {NOT_A_CSV}")
     try:
+        with storage.open_file(path) as fp:
+            head = fp.read(4096)
         sniff(head)
         return dialect or detect(path).dialect
+    except storage.StoreUnavailable as exc:
+        raise ImportRefused(str(exc), code="unavailable") from None
     except FatalImportError as exc:
-        raise ImportRefused(f"{path.name}: {exc}") from None
+        raise ImportRefused(f"{name}: {exc}") from None
+
+
+def _file_name(location: Path | str) -> str:
+    return str(location).rsplit("/", 1)[-1]
 
 
 # --- Enqueue -----------------------------------------------------------------------
 def _enqueue(
-    path: Path,
+    path: Path | str,
     *,
     original_name: str,
     uploaded: bool,
@@ -179,7 +220,7 @@ def import_enqueue_path(
     path = resolve_import_path(name)
     return _enqueue(
         path,
-        original_name=path.name,
+        original_name=_file_name(path),
         uploaded=False,
         overwrite_manual=overwrite_manual,
         by_user=by_user,
@@ -211,6 +252,17 @@ def import_enqueue_upload(
         )
     record = Upload(owner=_person(by_user), filename=name, length=upload.size or 0)
     record.path = f"uploads/{record.id.hex}/{name}"
+    store = storage.store()
+    if store.object_storage:
+        return _enqueue_stored_upload(
+            upload,
+            record,
+            store,
+            overwrite_manual=overwrite_manual,
+            by_user=by_user,
+            dialect=dialect,
+            review=review,
+        )
     target = resumable.upload_path(record)
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,21 +289,42 @@ def import_enqueue_upload(
     except ImportRefused:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    _record_upload(record, state)
+    return state
+
+
+def _enqueue_stored_upload(upload: UploadedFile, record: Upload, store, **options) -> ImportState:
+    """Stream the upload into the object store (multipart), then queue it from there."""
+    try:
+        location = store.save(upload.open("rb"), record.path)
+    except storage.StoreUnavailable as exc:
+        raise ImportRefused(f"The upload could not be stored: {exc}", code="unavailable") from None
+    finally:
+        upload.close()  # deletes Django's temporary file
+    try:
+        state = _enqueue(location, original_name=record.filename, uploaded=True, **options)
+    except ImportRefused:
+        storage.delete(location)
+        raise
+    _record_upload(record, state)
+    return state
+
+
+def _record_upload(record: Upload, state: ImportState) -> None:
     # Recorded like a resumable upload, so `uploads_cleanup` deletes it once imported.
     record.length = record.offset = state.file_size
     record.completed_at = record.expires_at = timezone.now()
     record.import_state = state
     record.save(force_insert=True)
-    return state
 
 
 def import_enqueue_tus(
     upload_id, *, overwrite_manual: bool = False, by_user=None, review: bool = False
 ) -> ImportState:
     """Queue the import of a complete resumable upload (or hold it for review); owner only."""
-    upload, path = resumable.upload_for_import(upload_id, owner=_person(by_user))
+    upload, location = resumable.upload_for_import(upload_id, owner=_person(by_user))
     state = _enqueue(
-        path,
+        location,
         original_name=upload.filename,
         uploaded=True,
         overwrite_manual=overwrite_manual,
@@ -347,11 +420,10 @@ def import_for_command(
 
 def import_again(state: ImportState, *, by_user=None) -> ImportState:
     """A new import of the same file from the start: after a file error, once it is fixed."""
-    path = Path(state.source_path)
-    if not path.is_file():
+    if not storage.exists(state.source_path):
         raise ImportRefused(f"The file {state.original_name} is no longer there.", code="conflict")
     return _enqueue(
-        path,
+        state.source_path,
         original_name=state.original_name,
         uploaded=state.uploaded,
         overwrite_manual=state.overwrite_manual,
@@ -402,11 +474,12 @@ def import_delete(state: ImportState) -> None:
     """Forget a finished import, its rejected rows, and its uploaded file once unused."""
     if state.is_active:
         raise ImportRefused("Cancel the import before deleting it.")
-    upload = Path(state.source_path) if state.uploaded else None
+    upload = state.source_path if state.uploaded else None
     ImportUndoRow.objects.filter(import_id=state.pk).delete()  # plain ids: no cascade
     state.delete()
-    if upload is not None and not ImportState.objects.filter(source_path=str(upload)).exists():
-        upload.unlink(missing_ok=True)  # files in IMPORT_DIR are the operator's, never removed
+    if upload is not None and not ImportState.objects.filter(source_path=upload).exists():
+        # Files in IMPORT_DIR (or picked from the store's prefix) are the operator's, kept.
+        storage.delete(upload)
 
 
 # --- Cancel and resume ---------------------------------------------------------------

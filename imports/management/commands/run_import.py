@@ -55,6 +55,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections, connection
 from django.urls import reverse
 
+from customerpanel.errors import ApplicationError
 from customers.exports import export_worker
 from customers.models import CustomerExport
 from imports import crashpoints, leases, mappings, resumable, services, undo
@@ -459,7 +460,11 @@ class Command(BaseCommand):
 
     def _cleanup_uploads(self) -> None:
         """Expired uploads and the files of finished imports (see imports.resumable)."""
-        done = resumable.uploads_cleanup()
+        try:
+            done = resumable.uploads_cleanup()
+        except ApplicationError as exc:  # the object store is down: next time
+            self.stderr.write(f"Uploads not cleaned up: {exc}")
+            return
         if self.verbosity and (done.expired or done.imported):
             self.stdout.write(
                 f"Deleted {done.expired} expired uploads and {done.imported} imported files."
