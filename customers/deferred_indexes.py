@@ -21,9 +21,10 @@ list says the search index is being built.
 SQLite does the same with its secondary indexes and its FTS5 search index
 (customers/search_index.py): the search index's triggers are dropped (one record,
 SEARCH_INDEX), rows load without it, and `ensure_search_index` puts the triggers
-back and rebuilds the index from the table in one statement. That halves the cost
-of keeping it during a first load (trigram postings merged batch after batch), and
-search, which reads the index only while every trigger exists, scans meanwhile.
+back and rebuilds the index from the table in one statement: for a first load of
+200,000 rows about 27 % less SQLite work than keeping it batch by batch (whose
+trigram postings are merged again and again), and new rows then need no staging
+table. Search reads the index only while every trigger exists: it scans meanwhile.
 The IMMEDIATE transactions that SQLite's connections use serialise rebuilders.
 """
 

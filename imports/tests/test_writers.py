@@ -107,3 +107,24 @@ def test_a_batch_larger_than_the_lookup_chunk_finds_every_existing_customer():
         again = writer.write(changed, want={"ID0", "ID1199"})
     assert [again.counts[k] for k in ("created", "updated", "unchanged")] == [0, 200, 1000]
     assert again.outcome == {"ID0": "unchanged", "ID1199": "updated"}
+
+
+def test_stamps_have_one_index_their_primary_key():
+    # Each stamped row costs an insert per index: Django's LIKE index for a CharField key
+    # served no query (migration imports 0010 drops it on PostgreSQL).
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'imports_customerstamp'"
+            )
+        else:
+            cursor.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type = 'index' AND tbl_name = 'imports_customerstamp'"
+            )
+        names = {name for (name,) in cursor.fetchall()}
+    assert names == {
+        "imports_customerstamp_pkey"
+        if connection.vendor == "postgresql"
+        else "sqlite_autoindex_imports_customerstamp_1"
+    }
