@@ -7,7 +7,7 @@ from operator import and_, or_
 
 from django.conf import settings
 from django.db import connections, models
-from django.db.models import Q, Value
+from django.db.models import ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Concat, Trim
 
 from .search_index import (
@@ -140,7 +140,11 @@ class CustomerQuerySet(models.QuerySet):
                 continue
             candidates = matches[rank].alias(search_full_name=full_name_expr)
             found = candidates.filter(condition).page_after(
-                after_id if rank == start_rank else None, size - len(rows)
+                after_id if rank == start_rank else None,
+                size - len(rows),
+                # A unique id or an email equals the query in a row or two: find them by
+                # index and sort those, never walk the table newest first looking for them.
+                few=rank == RANK_EXACT,
             )
             rows += [(rank, customer) for customer in found]
             if len(rows) > size:
@@ -153,12 +157,15 @@ class CustomerQuerySet(models.QuerySet):
     def in_country(self, country: str) -> CustomerQuerySet:
         return self.filter(country=country)
 
-    def page_after(self, after_id: int | None, size: int) -> list[Customer]:
+    def page_after(self, after_id: int | None, size: int, *, few: bool = False) -> list[Customer]:
         """One keyset page, newest first; never OFFSET, never COUNT(*).
 
         Returns up to `size + 1` rows: the extra one tells the caller a next page exists.
+        `few`: the filter matches a handful of rows; ordering by `id + 0` keeps the
+        planner from scanning the primary key backwards in search of them.
         """
-        qs = self.order_by("-id")
+        newest = ExpressionWrapper(F("id") + 0, output_field=models.BigIntegerField())
+        qs = self.order_by(newest.desc() if few else "-id")
         if after_id is not None:
             qs = qs.filter(id__lt=after_id)
         return list(qs[: size + 1])

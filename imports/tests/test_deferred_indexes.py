@@ -144,6 +144,23 @@ def test_a_bulk_load_runs_without_them_and_rebuilds_them_before_completing(
     assert_all_rebuilt(migrated_indexes)
 
 
+def test_a_bulk_load_leaves_the_planner_statistics_of_the_search_index(bulk, big_file):
+    """Without them a rare search word is guessed common: a scan of the whole table."""
+    if SQLITE:
+        pytest.skip("PostgreSQL's expression index statistics")
+
+    def search_index_statistics() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'customer_search_trgm'")
+            return cursor.fetchone()[0]
+
+    state, lease = start(big_file)
+    run_import(state, lease)
+    assert state.status == ImportStatus.COMPLETED
+    # One row per indexed expression (UPPER of first name, last name, company, email).
+    assert search_index_statistics() == 4
+
+
 def test_a_load_into_a_bigger_table_keeps_them(bulk, tmp_path, make_customer, migrated_indexes):
     for _ in range(ROWS):
         make_customer()
