@@ -328,6 +328,8 @@ def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
         object_store,
         AWS_S3_ENDPOINT_URL=gate.endpoint,
         IMPORT_STORAGE_BLOCK_BYTES=str(16 * 1024),
+        # Slow enough that the store goes down mid-import on an idle machine too (20 batches).
+        IMPORT_PAUSE_AFTER_BATCH="0.25",
     )
     state = services.import_enqueue_path("dirty.csv")
     ImportState.objects.filter(pk=state.pk).update(batch_size=80)
@@ -336,6 +338,7 @@ def test_a_store_outage_mid_import_is_retried_and_loses_nothing(
         assert drill.wait_for(worker, lambda: drill.progress() >= 240)
         gate.down()
         at = drill.progress()
+        assert ImportState.objects.get(pk=state.pk).status == ImportStatus.RUNNING
         deadline = time.monotonic() + 30
         time.sleep(2)
         while gate.refused < 2 and time.monotonic() < deadline:  # it asked, and asked again
