@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import django_filters
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -241,7 +240,7 @@ class CustomerExportViewSet(
         content_negotiation_class=IgnoreClientContentNegotiation,
     )
     def download(self, request, pk=None):
-        job = get_object_or_404(self.get_queryset(), pk=pk)
+        job = self.get_object()  # DRF's lookup: a malformed id is a 404, not a 500
         response = FileResponse(
             exports.export_download_path(job).open("rb"),
             as_attachment=True,

@@ -326,6 +326,10 @@ def test_api_refuses_bad_input_and_others_exports(api_client, make_user, user):
     assert api_client.get(f"{API}{job.pk}/").status_code == 404
     assert api_client.get(f"{API}{job.pk}/download/").status_code == 404
     assert api_client.post(f"{API}{job.pk}/cancel/").status_code == 404
+    # A malformed id (the fuzzer found a 500 here) is not found, whatever the action.
+    for bad in ("x1", "%C2%ADd", "1e3", "-1"):
+        assert api_client.get(f"{API}{bad}/").status_code == 404
+        assert api_client.get(f"{API}{bad}/download/").status_code == 404
 
 
 def test_api_cancel_and_expired_download(api_client, user, customers):
