@@ -8,6 +8,7 @@ objects are still there afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -199,8 +200,8 @@ class Outage:
         self.is_down = False
 
     def down(self) -> None:
-        self.is_down = True
         with self._lock:
+            self.is_down = True
             for conn in list(self._open):
                 _reset(conn)
             self._open.clear()
@@ -226,6 +227,11 @@ class Outage:
                 _reset(client)
                 continue
             with self._lock:
+                if self.is_down:  # it went down while this one was connecting: no leak
+                    self.refused += 1
+                    _reset(client)
+                    _reset(upstream)
+                    continue
                 self._open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -245,8 +251,12 @@ class Outage:
 
 
 def _reset(conn: socket.socket) -> None:
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()
-    except OSError:
-        pass
+    # shutdown() first: close() alone does not end a connection while another thread is
+    # blocked in recv() on it (the kernel keeps it open), and the client would hang.
+    for step in (
+        lambda: conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+        lambda: conn.shutdown(socket.SHUT_RDWR),
+        conn.close,
+    ):
+        with contextlib.suppress(OSError):
+            step()
