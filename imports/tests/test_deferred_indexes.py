@@ -311,7 +311,11 @@ def test_a_long_index_build_keeps_the_import_alive(bulk, settings, big_file, mig
     db = connection.settings_dict
     # Another session's open write makes CREATE INDEX wait: a build that takes seconds.
     blocker = psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db.get("PASSWORD") or None,  # the embedded server has one
+        dbname=db["NAME"],
     )
     blocker.execute("LOCK TABLE customers_customer IN ROW EXCLUSIVE MODE")
 
