@@ -26,7 +26,11 @@ Design, and why:
   customers' secondary indexes after its first batch (on SQLite also the search
   index's triggers) and builds them again at its end, whatever the end: faster
   than keeping them up to date row by row (customers/deferred_indexes.py,
-  crash-safe).
+  crash-safe). If the table then holds only this import's rows, the batches go
+  straight into it too (`write_batch`): no staging, no upsert, no stamps, each
+  batch in a savepoint that an existing id rolls back to the usual path for the
+  rest of the run (after stamping this import's rows from `created_by_import`,
+  so a duplicate in file is still counted).
 - Early-rejection check: once the checkpoint passes the first
   IMPORT_ERROR_THRESHOLD_ROWS rows (a batch ends exactly there), an import
   whose rejected share is above IMPORT_ERROR_THRESHOLD_SHARE pauses itself: a
@@ -196,14 +200,34 @@ def _recent_rows(
     return (fresh + list(state.recent_rows))[:RECENT_ROWS_KEPT]
 
 
+def write_batch(
+    state: ImportState, lease: int, writer, records: list[CleanRecord], want: set[str]
+) -> WriteResult:
+    """Write a batch's records, straight into the table while the writer loads directly."""
+    rounds = split_rounds(records)
+    if getattr(writer, "direct", False) and len(rounds) == 1:
+        result = writer.write_direct(records, want=want)
+        if result is not None:
+            if not state.stamps_deferred:
+                checkpoint(state, lease, stamps_deferred=True)
+            return result
+    # An id the table has, or one twice in the batch: the usual path from now on.
+    writer.direct = False
+    if state.stamps_deferred:
+        writer.backfill_stamps()
+        checkpoint(state, lease, stamps_deferred=False)
+    total = WriteResult()
+    for round_records in rounds:
+        total.add(writer.write(round_records, want=want))
+    return total
+
+
 def commit_chunk(state: ImportState, lease: int, writer, chunk: Chunk) -> None:
     """Write one batch and its checkpoint in one transaction."""
     want = {record.customer_id for record in chunk.clean[-RECENT_ROWS_KEPT:]}
     with transaction.atomic():
         checkpoint(state, lease)
-        total = WriteResult()
-        for round_records in split_rounds(chunk.clean):
-            total.add(writer.write(round_records, want=want))
+        total = write_batch(state, lease, writer, chunk.clean, want)
         if chunk.rejected:
             ImportRejection.objects.bulk_create(
                 [
@@ -264,10 +288,25 @@ def is_bulk_load(state: ImportState, since: tuple[int, int]) -> bool:
         return cursor.fetchone()[0] < rows_left
 
 
-def choose_indexes(state: ImportState, lease: int, since: tuple[int, int]) -> None:
-    """Defer the indexes for a bulk load; otherwise rebuild any a dead run left dropped."""
+def only_rows_of(state: ImportState) -> bool:
+    """Whether every customer in the table was created by this import (bounded by a bulk load)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM customers_customer "
+            "WHERE created_by_import IS NULL OR created_by_import <> %s)",
+            [state.pk],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def choose_indexes(state: ImportState, lease: int, since: tuple[int, int], writer) -> None:
+    """Defer the indexes for a bulk load; otherwise rebuild any a dead run left dropped.
+
+    A bulk load into a table of this import's rows alone also writes directly.
+    """
     if is_bulk_load(state, since):
         defer_indexes(connection, by=f"import #{state.pk}")
+        writer.direct = hasattr(writer, "write_direct") and only_rows_of(state)
     else:
         rebuild_indexes(state, lease)
 
@@ -348,7 +387,7 @@ def _run(state: ImportState, lease: int, *, should_stop, on_progress) -> ImportS
             for chunk in prefetch(chunks, stop_reading):
                 commit_chunk(state, lease, writer, chunk)
                 if since is not None:
-                    choose_indexes(state, lease, since)
+                    choose_indexes(state, lease, since, writer)
                     since = None
                 on_progress(state)
                 if _paused_for_rejections(state, lease):

@@ -107,6 +107,9 @@ class ImportState(models.Model):
     )
     # The early-rejection check (see imports.engine) is done once, or waived by a resume.
     threshold_passed = models.BooleanField(default=False)
+    # Rows a first load copied straight into the table (imports.engine.write_batch) have no
+    # CustomerStamp: they are stamped from created_by_import before any other kind of write.
+    stamps_deferred = models.BooleanField(default=False)
 
     # Checkpoint: byte offset just after the last committed row, and its line number.
     bytes_processed = models.BigIntegerField(default=0)
