@@ -214,6 +214,9 @@ IMPORT_UNDO_KEEP_DAYS = env.int("IMPORT_UNDO_KEEP_DAYS", default=30)
 # holds, drops the secondary indexes (SQLite: and the search index), loads, then builds
 # them again.
 IMPORT_DEFER_INDEXES_MIN_ROWS = env.int("IMPORT_DEFER_INDEXES_MIN_ROWS", default=100_000)
+# PostgreSQL: connections that build those indexes at once (each may use 1 GB of
+# maintenance_work_mem); the trigram index alone takes most of the time.
+IMPORT_INDEX_BUILDERS = env.int("IMPORT_INDEX_BUILDERS", default=2)
 # An import pauses itself when more than this share of its first rows is rejected
 # (a wrong mapping or delimiter); 0 rows turns the check off. See imports.engine.
 IMPORT_ERROR_THRESHOLD_ROWS = env.int("IMPORT_ERROR_THRESHOLD_ROWS", default=1000)

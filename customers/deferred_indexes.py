@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, When
 
 from .models import DeferredIndex
 from .search_index import FTS_TABLE, drop_search_triggers, ensure_search_index, search_index_ready
@@ -140,29 +142,69 @@ def _build(connection: BaseDatabaseWrapper, cursor, record: DeferredIndex) -> No
     cursor.execute(_CREATE.sub(r"CREATE \1INDEX IF NOT EXISTS ", record.definition))
 
 
-def rebuild_deferred_indexes(connection: BaseDatabaseWrapper) -> list[str]:
+def rebuild_deferred_indexes(connection: BaseDatabaseWrapper, *, builders: int = 1) -> list[str]:
     """Build every recorded index that nobody else is building; the names built.
 
     Each in its own transaction with its record, so a crash mid-way leaves the rest
-    recorded. Returns at once (one query) when nothing is deferred.
+    recorded. Returns at once (one query) when nothing is deferred. On PostgreSQL,
+    `builders` > 1 builds that many at once, each on its own connection: the others
+    are done while the trigram index (taken first) is built.
     """
     if connection.vendor not in ("postgresql", "sqlite"):
         return []
+    if builders > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        built = _build_in_parallel(connection.alias, builders)
+    else:
+        built = _build_each(connection)
+    if built:
+        analyze(connection)
+    return built
+
+
+def _build_each(connection: BaseDatabaseWrapper) -> list[str]:
     built = []
     records = DeferredIndex.objects.using(connection.alias)
+    # The slowest first (the GIN trigram index): parallel builders then end together.
+    slowest_first = Case(When(definition__contains=" USING gin ", then=0), default=1)
     while True:
         # On SQLite the transaction's write lock serialises rebuilders (no SKIP LOCKED).
         with transaction.atomic(using=connection.alias):
-            record = records.select_for_update(skip_locked=True).order_by("name").first()
+            record = (
+                records.select_for_update(skip_locked=True).order_by(slowest_first, "name").first()
+            )
             if record is None:
-                if built:
-                    analyze(connection)
                 return built
             with connection.cursor() as cursor:
                 _build(connection, cursor, record)
             record.delete()
         logger.info("Built index %s.", record.name)
         built.append(record.name)
+
+
+def _build_in_parallel(alias: str, builders: int) -> list[str]:
+    """`builders` - 1 threads (each gets its own connection) and this one build them."""
+    built: list[str] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            built.extend(_build_each(connections[alias]))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+        finally:
+            connections[alias].close()
+
+    threads = [threading.Thread(target=build, daemon=True) for _ in range(builders - 1)]
+    for thread in threads:
+        thread.start()
+    try:
+        built.extend(_build_each(connections[alias]))
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return built
 
 
 def analyze(connection: BaseDatabaseWrapper) -> None:

@@ -316,7 +316,7 @@ def rebuild_indexes(state: ImportState, lease: int) -> None:
     if not indexes_deferred(connection):
         return
     with leases.kept_alive(state, lease):
-        rebuild_deferred_indexes(connection)
+        rebuild_deferred_indexes(connection, builders=settings.IMPORT_INDEX_BUILDERS)
 
 
 def rebuild_indexes_after_run(state: ImportState, lease: int) -> None:

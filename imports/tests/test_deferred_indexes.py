@@ -224,6 +224,14 @@ def test_a_migrate_rebuilds_them(customer_rows, migrated_indexes):
     assert_all_rebuilt(migrated_indexes)
 
 
+@pytest.mark.parametrize("builders", [1, 3])
+def test_builders_at_once_build_each_index_once(customer_rows, migrated_indexes, builders):
+    defer_indexes(connection, by="test")
+    built = rebuild_deferred_indexes(connection, builders=builders)
+    assert sorted(built) == sorted(deferrable(migrated_indexes))  # none twice, none left
+    assert_all_rebuilt(migrated_indexes)
+
+
 @pytest.fixture
 def customer_rows(make_customer):
     return [make_customer(country="Peru" if n % 2 else "Chile") for n in range(30)]
