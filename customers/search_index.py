@@ -169,5 +169,24 @@ def anchored_match(columns: tuple[str, ...], text: str) -> str | None:
     return "{" + " ".join(columns) + '} : ^"' + text.replace('"', '""') + '"'
 
 
+def full_name_match(words: list[str], phrase: str) -> str | None:
+    """An FTS5 query for rows whose full name may equal `phrase` (models.full_name_candidates).
+
+    Of several words: the first name starts with the first word and the last name
+    holds the last one, or either starts with the whole phrase (the other empty).
+    Of one word (or with words too short to index): a name starting with the first.
+    """
+    first, last = words[0], words[-1]
+    whole = anchored_match(("first_name", "last_name"), phrase)
+    if len(words) > 1 and len(first) >= MIN_WORD and len(last) >= MIN_WORD:
+        starts = anchored_match(("first_name",), first)
+        return f"({starts} AND {{last_name}} : {_quoted(last)}) OR {whole}"
+    return anchored_match(("first_name", "last_name"), first)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
 def rowids_matching(match: str) -> RawSQL:
     return RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])

@@ -85,15 +85,24 @@ class WriteResult:
 _OUTCOME_NAMES = tuple(outcome.name for outcome in WRITE_OUTCOMES)
 
 
-def _backfill_stamps_sql(import_id: int) -> str:
-    """Stamp the rows this import created: those its direct batches wrote unstamped."""
-    return (
-        f"INSERT INTO {STAMPS} (customer_id, import_id) "
-        f"SELECT customer_id, {int(import_id)} FROM {TABLE} "
-        f"WHERE created_by_import = {int(import_id)} "
-        f"ON CONFLICT (customer_id) DO UPDATE SET import_id = excluded.import_id "
-        f"WHERE {STAMPS}.import_id <> excluded.import_id"
-    )
+class _DirectLoad:
+    """What both writers share for a first load (see write_direct)."""
+
+    connection: BaseDatabaseWrapper
+    import_id: int | None
+    direct = False  # set by the engine for a first load
+
+    def backfill_stamps(self) -> None:
+        """Stamp the rows this import created: those its direct batches wrote unstamped."""
+        import_id = int(self.import_id)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {STAMPS} (customer_id, import_id) "
+                f"SELECT customer_id, {import_id} FROM {TABLE} "
+                f"WHERE created_by_import = {import_id} "
+                "ON CONFLICT (customer_id) DO UPDATE SET import_id = excluded.import_id "
+                f"WHERE {STAMPS}.import_id <> excluded.import_id"
+            )
 
 
 def _created_result(records: list[CleanRecord], want: set[str]) -> WriteResult:
@@ -112,7 +121,7 @@ def _data_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in IMPORTED_FIELDS[1:] if name in present)
 
 
-class PostgresWriter:
+class PostgresWriter(_DirectLoad):
     STAGING = "import_staging"
 
     def __init__(
@@ -126,7 +135,6 @@ class PostgresWriter:
         self.connection = connection
         self.overwrite_manual = overwrite_manual
         self.import_id = import_id
-        self.direct = False  # set by the engine for a first load: see write_direct
         self._staging_ready = False
         self._staging_dirty = False
         data_fields = _data_fields(fields)
@@ -241,10 +249,6 @@ class PostgresWriter:
             return None
         return _created_result(records, want)
 
-    def backfill_stamps(self) -> None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(_backfill_stamps_sql(self.import_id))
-
     def write(self, records: list[CleanRecord], *, want: set[str]) -> WriteResult:
         result = WriteResult()
         if not records:
@@ -305,7 +309,7 @@ def decide(
     return UPDATED.name
 
 
-class SqliteWriter:
+class SqliteWriter(_DirectLoad):
     STAGING = "import_staging"
     CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
     WRITE_GAP = 0.03  # seconds without the write lock after each batch
@@ -321,7 +325,6 @@ class SqliteWriter:
         self.connection = connection
         self.overwrite_manual = overwrite_manual
         self.import_id = import_id
-        self.direct = False  # set by the engine for a first load: see write_direct
         data_fields = _data_fields(fields)
         # Positions (in IMPORTED_FIELDS order) an update writes and "unchanged" compares.
         self.data_positions = [IMPORTED_FIELDS.index(name) for name in data_fields]
@@ -395,10 +398,6 @@ class SqliteWriter:
         except IntegrityError:  # an id the table has: rolled back to the savepoint
             return None
         return _created_result(records, want)
-
-    def backfill_stamps(self) -> None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(_backfill_stamps_sql(self.import_id))
 
     def _insert(self, cursor, rows: list[tuple]) -> None:
         if not rows:

@@ -65,16 +65,19 @@ def ranked_ids(q: str, size: int = 50) -> list[tuple[int, int]]:
 
 
 def test_search_ranks_exact_id_or_email_then_full_name_then_newest(make_customer):
-    exact_id = make_customer(customer_id="gh-1906", first_name="Grace")
-    exact_email = make_customer(email="GH-1906")
-    older = make_customer(customer_id="GH-19060")
-    newer = make_customer(company="GH-1906 Inc")
-    assert ranked_ids("GH-1906") == [
+    exact_id = make_customer(customer_id="gh@1906.io", first_name="Grace")
+    exact_email = make_customer(email="GH@1906.io")
+    older = make_customer(customer_id="GH@1906.IO0")
+    newer = make_customer(company="GH@1906.io Inc")
+    assert ranked_ids("GH@1906.IO") == [
         (RANK_EXACT, exact_email.pk),
         (RANK_EXACT, exact_id.pk),
         (RANK_OTHER, newer.pk),
         (RANK_OTHER, older.pk),
     ]
+    # Without an @ the query can equal only an id (every email has one).
+    only_id = make_customer(customer_id="Hopper-1906", email="hopper-1906@navy.example")
+    assert ranked_ids("HOPPER-1906")[0] == (RANK_EXACT, only_id.pk)
 
     full = make_customer(first_name="Ada", last_name="LOVELACE")
     make_customer(first_name="Ada", last_name="Lovelace-Byron")
@@ -115,6 +118,14 @@ def test_full_name_rank_covers_one_name_and_short_first_names(make_customer):
     assert ranked_ids("madonna")[0] == (RANK_FULL_NAME, only_last.pk)
     assert ranked_ids("AL GORE")[0] == (RANK_FULL_NAME, al.pk)
     assert ranked_ids("al@GORE.example")[0] == (RANK_EXACT, al.pk)
+    # Names of several words: split anywhere between first and last name, or all in one.
+    two_first = make_customer(first_name="Mary Ann", last_name="Evans")
+    two_last = make_customer(first_name="Mary", last_name="Ann Evans")
+    only_first = make_customer(first_name="Mary Ann Evans", last_name="")
+    make_customer(first_name="Mary", last_name="Evans")
+    ranked = ranked_ids("mary ann evans")
+    assert ranked[:3] == [(RANK_FULL_NAME, pk) for pk in (only_first.pk, two_last.pk, two_first.pk)]
+    assert ranked[3:] == []
 
 
 def test_queries_of_short_words_are_newest_first_unranked(make_customer):
