@@ -445,10 +445,13 @@ def run(cluster: Cluster, command: Sequence[str], port: int | None = None) -> in
     """
 
     def terminate(signum, frame):
-        if child is not None and child.poll() is None:
+        if child is None:  # not started yet (or not assigned yet): passed on once it is
+            pending.append(signum)
+        elif child.poll() is None:
             child.send_signal(signum)
 
     child: subprocess.Popen | None = None
+    pending: list[int] = []
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         url = cluster.start(port)
@@ -457,9 +460,13 @@ def run(cluster: Cluster, command: Sequence[str], port: int | None = None) -> in
             f"Embedded PostgreSQL {version} on {HOST}:{cluster.port()}, data in {cluster.data}",
             flush=True,
         )
+        if pending:  # terminated while the server started: the command never runs
+            return 128 + pending[0]
         child = subprocess.Popen(
             command, env={**os.environ, "DATABASE_URL": url, "EMBEDDED_PG_DIR": str(cluster.root)}
         )
+        if pending:  # terminated between the ready line and the command's start
+            child.send_signal(pending[0])
         while True:
             try:
                 code = child.wait()
