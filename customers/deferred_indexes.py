@@ -184,7 +184,7 @@ def _build_each(connection: BaseDatabaseWrapper) -> list[str]:
 def _build_in_parallel(alias: str, builders: int) -> list[str]:
     """`builders` - 1 threads (each gets its own connection) and this one build them."""
     built: list[str] = []
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def build() -> None:
         try:

@@ -153,7 +153,7 @@ def match_expression(words: list[str]) -> str | None:
     which is doubled. Shorter words have no trigram and are left to LIKE alone;
     None when no word is long enough.
     """
-    phrases = ['"' + word.replace('"', '""') + '"' for word in words if len(word) >= MIN_WORD]
+    phrases = [_quoted(word) for word in words if len(word) >= MIN_WORD]
     return " ".join(phrases) or None
 
 
@@ -166,7 +166,7 @@ def anchored_match(columns: tuple[str, ...], text: str) -> str | None:
     """
     if len(text) < MIN_WORD:
         return None
-    return "{" + " ".join(columns) + '} : ^"' + text.replace('"', '""') + '"'
+    return "{" + " ".join(columns) + "} : ^" + _quoted(text)
 
 
 def full_name_match(words: list[str], phrase: str) -> str | None:
@@ -177,9 +177,9 @@ def full_name_match(words: list[str], phrase: str) -> str | None:
     Of one word (or with words too short to index): a name starting with the first.
     """
     first, last = words[0], words[-1]
-    whole = anchored_match(("first_name", "last_name"), phrase)
     if len(words) > 1 and len(first) >= MIN_WORD and len(last) >= MIN_WORD:
         starts = anchored_match(("first_name",), first)
+        whole = anchored_match(("first_name", "last_name"), phrase)
         return f"({starts} AND {{last_name}} : {_quoted(last)}) OR {whole}"
     return anchored_match(("first_name", "last_name"), first)
 

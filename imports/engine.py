@@ -70,7 +70,7 @@ from .reader import CsvSource, FatalImportError
 from .sources import open_source
 from .storage import StoreUnavailable
 from .validation import CleanRecord, Rejection, Validator
-from .writers import WriteResult, writer_for
+from .writers import DirectLoad, WriteResult, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,15 @@ def write_batch(
 ) -> WriteResult:
     """Write a batch's records, straight into the table while the writer loads directly."""
     rounds = split_rounds(records)
-    if getattr(writer, "direct", False) and len(rounds) == 1:
+    direct = isinstance(writer, DirectLoad) and writer.direct
+    if direct and len(rounds) == 1:
         result = writer.write_direct(records, want=want)
         if result is not None:
             if not state.stamps_deferred:
                 checkpoint(state, lease, stamps_deferred=True)
             return result
-    # An id the table has, or one twice in the batch: the usual path from now on.
-    writer.direct = False
+    if direct:  # an id the table has, or one twice in the batch: the usual path from now on
+        writer.direct = False
     if state.stamps_deferred:
         writer.backfill_stamps()
         checkpoint(state, lease, stamps_deferred=False)
@@ -306,7 +307,8 @@ def choose_indexes(state: ImportState, lease: int, since: tuple[int, int], write
     """
     if is_bulk_load(state, since):
         defer_indexes(connection, by=f"import #{state.pk}")
-        writer.direct = hasattr(writer, "write_direct") and only_rows_of(state)
+        if isinstance(writer, DirectLoad):  # not a dry run's
+            writer.direct = only_rows_of(state)
     else:
         rebuild_indexes(state, lease)
 

@@ -85,7 +85,7 @@ class WriteResult:
 _OUTCOME_NAMES = tuple(outcome.name for outcome in WRITE_OUTCOMES)
 
 
-class _DirectLoad:
+class DirectLoad:
     """What both writers share for a first load (see write_direct)."""
 
     connection: BaseDatabaseWrapper
@@ -121,7 +121,7 @@ def _data_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in IMPORTED_FIELDS[1:] if name in present)
 
 
-class PostgresWriter(_DirectLoad):
+class PostgresWriter(DirectLoad):
     STAGING = "import_staging"
 
     def __init__(
@@ -309,7 +309,7 @@ def decide(
     return UPDATED.name
 
 
-class SqliteWriter(_DirectLoad):
+class SqliteWriter(DirectLoad):
     STAGING = "import_staging"
     CHUNK = 500  # ids per IN (...) lookup, well under SQLite's variable limit
     WRITE_GAP = 0.03  # seconds without the write lock after each batch
